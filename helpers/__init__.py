@@ -1,0 +1,16 @@
+"""Helpers for the image-recognition tutorial series: one public API."""
+
+import os
+
+# Keep TensorFlow's C++ log lines out of notebooks and terminals unless asked for.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from .images import ImageLoadError, list_images, load_image  # noqa: E402
+from .labels import class_index, decode_predictions  # noqa: E402
+from .models import Net, available_models, load_model  # noqa: E402
+
+__all__ = [
+    "ImageLoadError", "list_images", "load_image",
+    "class_index", "decode_predictions",
+    "Net", "available_models", "load_model",
+]

