@@ -5,11 +5,13 @@ import os
 # Keep TensorFlow's C++ log lines out of notebooks and terminals unless asked for.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from .classify import Classification, classify  # noqa: E402
 from .images import ImageLoadError, list_images, load_image  # noqa: E402
 from .labels import class_index, decode_predictions  # noqa: E402
 from .models import Net, available_models, load_model  # noqa: E402
 
 __all__ = [
+    "Classification", "classify",
     "ImageLoadError", "list_images", "load_image",
     "class_index", "decode_predictions",
     "Net", "available_models", "load_model",

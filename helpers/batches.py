@@ -1,0 +1,46 @@
+"""Stream images through a model in batches, decoding the next batch while the model runs."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .images import ImageLoadError, load_image
+
+PROGRESS_FROM = 64  # show a progress bar only for this many images or more
+
+
+def _decode(sources, size, pool):
+    """Decode sources in parallel; an unreadable one becomes its error message."""
+
+    def one(source):
+        try:
+            return load_image(source, size=size), None
+        except ImageLoadError as e:
+            return None, str(e)
+
+    return list(pool.map(one, sources))
+
+
+def stream_batches(net, sources: Sequence, batch_size: int = 32, workers: int = 2) -> Iterator[tuple[list, np.ndarray | None]]:
+    """Yield, per batch, ``(errors, outputs)``: one error (str or None) per source
+    of the batch, and the model's outputs for the sources that loaded, in order.
+
+    Decoding of batch i+1 runs in a thread pool while the model predicts batch i.
+    """
+    chunks = [list(sources[i:i + batch_size]) for i in range(0, len(sources), batch_size)]
+    bar = tqdm(total=len(sources), disable=len(sources) < PROGRESS_FROM, unit="img")
+    with ThreadPoolExecutor(workers) as pool, ThreadPoolExecutor(1) as prefetch:
+        pending = prefetch.submit(_decode, chunks[0], net.input_size, pool) if chunks else None
+        for i in range(len(chunks)):
+            decoded = pending.result()
+            if i + 1 < len(chunks):
+                pending = prefetch.submit(_decode, chunks[i + 1], net.input_size, pool)
+            arrays = [a for a, _ in decoded if a is not None]
+            outputs = net.model.predict(net.preprocess(np.stack(arrays)), verbose=0) if arrays else None
+            bar.update(len(decoded))
+            yield [err for _, err in decoded], outputs
+    bar.close()

@@ -1,0 +1,39 @@
+"""Classify many photos: batches, overlapped decoding, one result per source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .batches import stream_batches
+from .labels import decode_predictions
+
+
+@dataclass
+class Classification:
+    """The result for one source: its top-k ``(wnid, label, score)`` or its error."""
+
+    source: str
+    predictions: list[tuple[str, str, float]] = field(default_factory=list)
+    error: str | None = None
+
+
+def classify(net, sources: Sequence, top: int = 5, batch_size: int = 32) -> list[Classification]:
+    """Classify images (paths, PIL images or arrays) in input order.
+
+    A source that cannot be loaded gets ``error`` set; the others are still classified.
+
+    >>> results = classify(load_model(), ["images/coffee.png", "images/chelsea.png"])
+    >>> results[0].predictions[0][1]
+    'espresso'
+    """
+    sources = list(sources)
+    results = []
+    for errors, outputs in stream_batches(net, sources, batch_size):
+        decoded = iter(decode_predictions(outputs, top=top) if outputs is not None else [])
+        for error in errors:
+            source = sources[len(results)]
+            name = str(source) if isinstance(source, (str, Path)) else f"<{type(source).__name__}>"
+            results.append(Classification(name, [] if error else next(decoded), error))
+    return results
