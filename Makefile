@@ -1,8 +1,11 @@
 VENV := .venv
 PY := $(VENV)/bin/python
+# Quiet TensorFlow: its oneDNN notice is an absl line TF_CPP_MIN_LOG_LEVEL does not silence,
+# and a stored log line would fail nbval. The same setting for tests, outputs and lab keeps numerics identical.
 export TF_CPP_MIN_LOG_LEVEL := 3
+export TF_ENABLE_ONEDNN_OPTS := 0
 
-.PHONY: test lab
+.PHONY: test lab outputs
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || python3 -m venv $(VENV)
@@ -16,3 +19,7 @@ test: $(VENV)/.installed
 
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks
+
+# Re-execute every notebook in place, with the same environment as the tests.
+outputs: $(VENV)/.installed
+	cd notebooks && for nb in *.ipynb; do ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace "$$nb"; done

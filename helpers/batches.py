@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .images import ImageLoadError, load_image
 
