@@ -40,3 +40,18 @@ def test_unknown_model_lists_the_available_ones():
         load_model("alexnet")
     for name in available_models():
         assert name in str(e.value)
+
+
+def test_missing_keras_weights_name_the_file_and_folder(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    # A closed local port as proxy makes the download fail at once, with or without a network.
+    env = dict(os.environ, KERAS_HOME=str(tmp_path), https_proxy="http://127.0.0.1:9",
+               HTTPS_PROXY="http://127.0.0.1:9", TF_CPP_MIN_LOG_LEVEL="3")
+    code = "from helpers import load_model\nload_model('vgg16', include_top=False)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode != 0
+    assert "RuntimeError: could not download the ImageNet weights for 'vgg16'" in run.stderr
+    assert f"Put vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 in {tmp_path / 'models'}" in run.stderr
