@@ -106,3 +106,20 @@ def list_images(folder) -> list[Path]:
     if not files:
         raise FileNotFoundError(f"{folder}: contains no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
+
+
+def mosaic(sources, grid: tuple[int, int] = (2, 2), tile: int = 112) -> np.ndarray:
+    """Tile photos into one float32 RGB image, row by row, each center-cropped to ``tile``.
+
+    Useful to test an explanation: does Grad-CAM for "espresso" point at the coffee tile?
+
+    >>> mosaic(["images/chelsea.png", "images/coffee.png", "images/rocket.jpg",
+    ...         "images/motorcycle_left.png"]).shape
+    (224, 224, 3)
+    """
+    rows, cols = grid
+    sources = list(sources)
+    if len(sources) != rows * cols:
+        raise ValueError(f"a {rows}x{cols} mosaic needs {rows * cols} images, got {len(sources)}")
+    tiles = [load_image(s, size=tile) for s in sources]
+    return np.concatenate([np.concatenate(tiles[r * cols:(r + 1) * cols], axis=1) for r in range(rows)], axis=0)
