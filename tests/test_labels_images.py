@@ -1,3 +1,6 @@
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -73,3 +76,15 @@ def test_list_images_sorted_with_unicode_names(tmp_path):
         list_images(tmp_path)
     with pytest.raises(FileNotFoundError, match="no such folder"):
         list_images(tmp_path / "nope")
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path):
+    # A PNG header claiming 30000 x 30000 pixels: Pillow must refuse it without allocating 2.7 GB.
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    with pytest.raises(ImageLoadError, match="bomb.png: too large to decode safely"):
+        load_image(bomb)

@@ -55,3 +55,12 @@ def test_missing_keras_weights_name_the_file_and_folder(tmp_path):
     assert run.returncode != 0
     assert "RuntimeError: could not download the ImageNet weights for 'vgg16'" in run.stderr
     assert f"Put vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 in {tmp_path / 'models'}" in run.stderr
+
+
+@pytest.mark.parametrize("name, size", [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)])
+def test_larger_lite_models_load_offline_and_recognise_coffee(name, size):
+    net = load_model(name)
+    assert net.input_size == (size, size)
+    image = load_image(IMAGES / "coffee.png", size=net.input_size)
+    probs = net.model.predict(net.preprocess(image[None]), verbose=0)
+    assert decode_predictions(probs, top=1)[0][0][1] == "espresso"
