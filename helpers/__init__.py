@@ -6,13 +6,17 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from .classify import Classification, classify  # noqa: E402
-from .images import ImageLoadError, list_images, load_image, mosaic  # noqa: E402
+from .features import Features, extract_features, load_features  # noqa: E402
+from .images import ImageLoadError, edit, list_images, load_image, mosaic  # noqa: E402
 from .labels import class_index, decode_predictions  # noqa: E402
-from .models import Net, available_models, load_model  # noqa: E402
+from .models import Net, available_models, load_model, near_duplicate_threshold  # noqa: E402
+from .similarity import SimilarityIndex, cosine_similarity, find_near_duplicates, rank_by_similarity  # noqa: E402
 
 __all__ = [
     "Classification", "classify",
-    "ImageLoadError", "list_images", "load_image", "mosaic",
+    "Features", "extract_features", "load_features",
+    "ImageLoadError", "edit", "list_images", "load_image", "mosaic",
     "class_index", "decode_predictions",
-    "Net", "available_models", "load_model",
+    "Net", "available_models", "load_model", "near_duplicate_threshold",
+    "SimilarityIndex", "cosine_similarity", "find_near_duplicates", "rank_by_similarity",
 ]

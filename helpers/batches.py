@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -11,6 +12,11 @@ from tqdm import tqdm
 from .images import ImageLoadError, load_image
 
 PROGRESS_FROM = 64  # show a progress bar only for this many images or more
+
+
+def source_name(source) -> str:
+    """How results name a source: its path, or ``<ndarray>`` / ``<PngImageFile>``."""
+    return str(source) if isinstance(source, (str, Path)) else f"<{type(source).__name__}>"
 
 
 def _decode(sources, size, pool):

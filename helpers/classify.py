@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
-from .batches import stream_batches
+from .batches import source_name, stream_batches
 from .labels import decode_predictions
 
 
@@ -33,7 +32,6 @@ def classify(net, sources: Sequence, top: int = 5, batch_size: int = 32) -> list
     for errors, outputs in stream_batches(net, sources, batch_size):
         decoded = iter(decode_predictions(outputs, top=top) if outputs is not None else [])
         for error in errors:
-            source = sources[len(results)]
-            name = str(source) if isinstance(source, (str, Path)) else f"<{type(source).__name__}>"
+            name = source_name(sources[len(results)])
             results.append(Classification(name, [] if error else next(decoded), error))
     return results

@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers classify IMAGE... [--model NAME] [--top K] [--json]``."""
+"""Command line: ``python -m helpers classify|similar|duplicates ...`` (``--help`` for each)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 from .classify import classify
+from .features import extract_features
 from .images import list_images
-from .models import available_models, load_model
+from .models import available_models, load_model, near_duplicate_threshold
+from .similarity import find_near_duplicates, rank_by_similarity
 
 
 def _expand(paths: list[str]) -> list[str]:
@@ -20,11 +22,7 @@ def _expand(paths: list[str]) -> list[str]:
 
 
 def _classify(args) -> int:
-    try:
-        sources = _expand(args.images)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    sources = _expand(args.images)
     results = classify(load_model(args.model), sources, top=args.top)
     if args.json:
         print(json.dumps([{"image": r.source,
@@ -43,6 +41,47 @@ def _classify(args) -> int:
     return 2 if failed else 0
 
 
+def _report_unreadable(features) -> bool:
+    """Print each source that failed on stderr; True when any did."""
+    for error in features.errors:
+        if error:
+            print(f"could not read {error}", file=sys.stderr)
+    return not features.ok.all()
+
+
+def _similar(args) -> int:
+    files = [f for f in list_images(args.folder) if f.resolve() != Path(args.query).resolve()]
+    net = load_model(args.model, include_top=False)
+    query = extract_features(net, [args.query])
+    if _report_unreadable(query):
+        return 2
+    gallery = extract_features(net, [str(f) for f in files])
+    failed = _report_unreadable(gallery)
+    ranking = rank_by_similarity(query.vectors[0], gallery.valid(), top=args.top)
+    if args.json:
+        print(json.dumps([{"image": name, "score": round(score, 6)} for name, score in ranking],
+                         ensure_ascii=False, indent=1))
+    else:
+        for rank, (name, score) in enumerate(ranking, 1):
+            print(f"{rank:3}. {score:.3f}  {name}")
+    return 2 if failed else 0
+
+
+def _duplicates(args) -> int:
+    files = list_images(args.folder)
+    threshold = near_duplicate_threshold(args.model) if args.threshold is None else args.threshold
+    features = extract_features(load_model(args.model, include_top=False), [str(f) for f in files])
+    failed = _report_unreadable(features)
+    pairs = find_near_duplicates(features.valid(), threshold=threshold)
+    if args.json:
+        print(json.dumps([{"a": a, "b": b, "score": round(score, 6)} for a, b, score in pairs],
+                         ensure_ascii=False, indent=1))
+    else:
+        for a, b, score in pairs:
+            print(f"{score:.3f}  {a}  {b}")
+    return 2 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,5 +90,24 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--model", default="efficientnet_lite0", choices=available_models())
     c.add_argument("--top", type=int, default=5)
     c.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
+    c.set_defaults(run=_classify)
+    s = sub.add_parser("similar", help="rank the images of a folder by similarity to a query image")
+    s.add_argument("query", help="the query image")
+    s.add_argument("folder", help="the folder of images to rank (the query itself is left out)")
+    s.add_argument("--model", default="efficientnet_lite0", choices=available_models())
+    s.add_argument("--top", type=int, default=10)
+    s.add_argument("--json", action="store_true", help="print a JSON list of {image, score}, best first")
+    s.set_defaults(run=_similar)
+    d = sub.add_parser("duplicates", help="pairs of near-duplicate images in a folder")
+    d.add_argument("folder")
+    d.add_argument("--model", default="efficientnet_lite0", choices=available_models())
+    d.add_argument("--threshold", type=float, default=None,
+                   help="cosine similarity for a pair to count (default: calibrated for the model)")
+    d.add_argument("--json", action="store_true", help="print a JSON list of {a, b, score}, highest first")
+    d.set_defaults(run=_duplicates)
     args = parser.parse_args(argv)
-    return _classify(args)
+    try:
+        return args.run(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:  # a missing folder, no threshold, no weights
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageEnhance, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 CROP_FRACTION = 0.875  # resize the shorter side to size / 0.875 (256 for 224), then crop
@@ -124,3 +125,39 @@ def mosaic(sources, grid: tuple[int, int] = (2, 2), tile: int = 112) -> np.ndarr
         raise ValueError(f"a {rows}x{cols} mosaic needs {rows * cols} images, got {len(sources)}")
     tiles = [load_image(s, size=tile) for s in sources]
     return np.concatenate([np.concatenate(tiles[r * cols:(r + 1) * cols], axis=1) for r in range(rows)], axis=0)
+
+
+def edit(source, mirror: bool = False, crop: float = 1.0, brightness: float = 1.0, scale: float = 1.0,
+         jpeg_quality: int | None = None) -> Image.Image:
+    """An edited copy of a photo, to make near-duplicates: what users' collections hold.
+
+    Args:
+        source: anything ``load_image`` accepts.
+        mirror: flip left to right.
+        crop: keep this central fraction of the width and height (0-1].
+        brightness: multiply the brightness (1.3 is 30% brighter).
+        scale: resize by this factor (0.5 halves width and height).
+        jpeg_quality: recompress as JPEG at this quality (1-95).
+
+    >>> edit("images/coffee.png", mirror=True, crop=0.8, jpeg_quality=60).size
+    (480, 320)
+    """
+    if not 0 < crop <= 1:
+        raise ValueError(f"crop must be in (0, 1], got {crop}")
+    image = Image.fromarray(load_image(source).astype(np.uint8))
+    if mirror:
+        image = ImageOps.mirror(image)
+    if crop < 1:
+        w, h = round(image.width * crop), round(image.height * crop)
+        left, top = (image.width - w) // 2, (image.height - h) // 2
+        image = image.crop((left, top, left + w, top + h))
+    if brightness != 1:
+        image = ImageEnhance.Brightness(image).enhance(brightness)
+    if scale != 1:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
+    if jpeg_quality is not None:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=jpeg_quality)
+        image = Image.open(buffer)
+        image.load()
+    return image

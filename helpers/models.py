@@ -96,3 +96,20 @@ def load_model(name: str = "efficientnet_lite0", include_top: bool = True, weigh
         return app_module.preprocess_input(np.array(batch, dtype=np.float32))
 
     return Net(name, model, (size, size), preprocess, last_conv)
+
+
+# Cosine threshold for near-duplicates with average-pooled features, calibrated on the dev set
+# by benchmarks/near_duplicate_threshold.py (edited copies: mirror + crop + JPEG, brighter + smaller).
+NEAR_DUPLICATE_THRESHOLDS = {"efficientnet_lite0": 0.75}
+
+
+def near_duplicate_threshold(name: str) -> float:
+    """The calibrated near-duplicate threshold of a model's average-pooled features.
+
+    >>> near_duplicate_threshold("efficientnet_lite0")
+    0.75
+    """
+    if name not in NEAR_DUPLICATE_THRESHOLDS:
+        raise ValueError(f"no calibrated near-duplicate threshold for {name!r} (there are for "
+                         f"{', '.join(NEAR_DUPLICATE_THRESHOLDS)}): pass threshold= (--threshold on the command line)")
+    return NEAR_DUPLICATE_THRESHOLDS[name]

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "images"
+DEV = ROOT.parent / "shared" / "data" / "imagenet-sample-dev"  # dev data: tests that use it skip without it
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +17,16 @@ def lite0():
     from helpers import load_model
 
     return load_model()
+
+
+@pytest.fixture(scope="session")
+def lite0_headless():
+    from helpers import load_model
+
+    return load_model(include_top=False)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """``python -m helpers ARGS`` from the project root, as a user runs it."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "helpers", *args], capture_output=True, text=True, cwd=ROOT, env=env)

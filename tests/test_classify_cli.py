@@ -1,15 +1,10 @@
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from helpers import classify, list_images
-from conftest import IMAGES, ROOT
-
-DEV = ROOT.parent / "shared" / "data" / "imagenet-sample-dev"
+from conftest import DEV, IMAGES, run_cli
 
 
 def test_classify_keeps_order_and_survives_bad_files(lite0, tmp_path):
@@ -25,15 +20,10 @@ def test_classify_keeps_order_and_survives_bad_files(lite0, tmp_path):
     assert len(results[3].predictions) == 5
 
 
-def _cli(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "helpers", *args], capture_output=True, text=True, cwd=ROOT, env=env)
-
-
 def test_cli_json_and_exit_status(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG broken")
-    run = _cli("classify", str(IMAGES / "coffee.png"), str(bad), "--json", "--top", "3")
+    run = run_cli("classify", str(IMAGES / "coffee.png"), str(bad), "--json", "--top", "3")
     assert run.returncode == 2
     out = json.loads(run.stdout)
     assert out[0]["predictions"][0]["label"] == "espresso" and out[0]["error"] is None
@@ -43,7 +33,7 @@ def test_cli_json_and_exit_status(tmp_path):
 
 
 def test_cli_classifies_a_folder():
-    run = _cli("classify", "images", "--top", "1")
+    run = run_cli("classify", "images", "--top", "1")
     assert run.returncode == 0, run.stderr
     assert "coffee.png\n  1. espresso" in run.stdout
     assert run.stdout.count("  1. ") == len(list_images(IMAGES))

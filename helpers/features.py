@@ -1,0 +1,119 @@
+"""Feature vectors from a headless model, and saving them so a gallery is encoded once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .batches import source_name, stream_batches
+
+POOLINGS = ("avg", "max", None)
+
+
+@dataclass
+class Features:
+    """Feature vectors of many images, one row per source, in input order.
+
+    Attributes:
+        vectors: float32 array (N, D) for pooling "avg" or "max", or the raw
+            feature maps (N, h, w, C) for pooling None. The row of a source
+            that could not be loaded is NaN.
+        sources: the N sources, as strings.
+        errors: per source, None or why it could not be loaded.
+        model: the name of the model that made the vectors.
+        pooling: "avg", "max" or None.
+    """
+
+    vectors: np.ndarray
+    sources: list[str]
+    errors: list[str | None]
+    model: str
+    pooling: str | None
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Boolean mask (N,) of the sources that loaded."""
+        return np.array([e is None for e in self.errors], dtype=bool)
+
+    def valid(self) -> Features:
+        """The same set without the sources that failed to load.
+
+        >>> gallery = extract_features(net, list_images("images")).valid()
+        """
+        keep = self.ok
+        return Features(self.vectors[keep], [s for s, k in zip(self.sources, keep) if k],
+                        [None] * int(keep.sum()), self.model, self.pooling)
+
+    def save(self, path) -> None:
+        """Write the set to an ``.npz`` file (vectors, sources, errors, model, pooling).
+
+        >>> extract_features(net, files).save("gallery.npz")
+        """
+        np.savez(path, vectors=self.vectors, sources=np.array(self.sources, dtype=str),
+                 errors=np.array(["" if e is None else e for e in self.errors], dtype=str),
+                 model=self.model, pooling="none" if self.pooling is None else self.pooling)
+
+
+def load_features(path, model=None) -> Features:
+    """Read a set written by ``Features.save``.
+
+    Args:
+        path: the ``.npz`` file.
+        model: optional model name or ``Net``; a set made by another model is an error,
+            since vectors from different models cannot be compared.
+
+    >>> gallery = load_features("gallery.npz", model=net)
+    """
+    with np.load(path, allow_pickle=False) as data:
+        pooling = str(data["pooling"])
+        features = Features(data["vectors"], [str(s) for s in data["sources"]],
+                            [str(e) or None for e in data["errors"]], str(data["model"]),
+                            None if pooling == "none" else pooling)
+    expected = getattr(model, "name", model)
+    if expected is not None and expected != features.model:
+        raise ValueError(f"{path}: these features were made by {features.model!r}, not {expected!r}; "
+                         f"extract them again with load_model({expected!r}, include_top=False)")
+    return features
+
+
+def extract_features(net, sources: Sequence, pooling: str | None = "avg", batch_size: int = 32) -> Features:
+    """Feature vectors of images (paths, PIL images or arrays) from a headless model.
+
+    Decoding overlaps inference and only one batch of images is held at a time, so
+    memory stays flat in the number of images (except for pooling None, which keeps
+    every feature map). A source that cannot be loaded gets a NaN row and its error.
+
+    Args:
+        net: from ``load_model(name, include_top=False)``.
+        sources: image paths, PIL images or (h, w, 3) arrays.
+        pooling: "avg" or "max" over the feature map's height and width, giving
+            (N, channels); None keeps the maps (N, h, w, channels).
+        batch_size: images per model call.
+
+    Returns:
+        A ``Features`` set; ``.vectors`` is float32 (N, D) or (N, h, w, C).
+
+    >>> net = load_model(include_top=False)
+    >>> extract_features(net, ["images/coffee.png"]).vectors.shape
+    (1, 1280)
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be 'avg', 'max' or None, got {pooling!r}")
+    shape = tuple(net.model.output.shape[1:])
+    if len(shape) != 3:
+        raise ValueError(f"{net.name} outputs shape {shape}, not feature maps: "
+                         f"load it with load_model({net.name!r}, include_top=False)")
+    sources = list(sources)
+    row = shape if pooling is None else shape[-1:]
+    vectors = np.full((len(sources), *row), np.nan, dtype=np.float32)
+    errors: list[str | None] = []
+    for batch_errors, maps in stream_batches(net, sources, batch_size):
+        rows = [len(errors) + i for i, e in enumerate(batch_errors) if e is None]
+        if rows:
+            vectors[rows] = maps if pooling is None else (maps.mean(axis=(1, 2)) if pooling == "avg"
+                                                          else maps.max(axis=(1, 2)))
+        errors += batch_errors
+    return Features(vectors, [source_name(s) for s in sources], errors, net.name, pooling)

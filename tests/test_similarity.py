@@ -1,0 +1,110 @@
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import (SimilarityIndex, cosine_similarity, edit, extract_features, find_near_duplicates,
+                     list_images, near_duplicate_threshold, rank_by_similarity)
+from conftest import DEV, IMAGES, ROOT, run_cli
+
+# Photos in images/ that show the same scene: a byte copy, and a stereo pair.
+SAME_SCENE = [{"flower.jpg", "花.jpg"}, {"motorcycle_left.png", "motorcycle_right.png"}]
+
+
+def _scene(name):
+    return next((group for group in SAME_SCENE if name in group), {name})
+
+
+def test_cosine_similarity_and_ranking_on_small_vectors():
+    gallery = np.array([[1, 0], [0, 1], [1, 1], [-1, 0]], dtype=np.float32)
+    assert cosine_similarity([1, 0], gallery) == pytest.approx([1, 0, 0.7071068, -1])
+    assert cosine_similarity(gallery[:2], gallery).shape == (2, 4)
+    assert rank_by_similarity(np.array([1, 0.1]), gallery, list("abcd"), top=2) == \
+        [("a", pytest.approx(0.995037)), ("c", pytest.approx(0.7739573))]
+
+
+def test_failed_rows_are_refused_with_advice():
+    with pytest.raises(ValueError, match="features.valid"):
+        cosine_similarity([1, 0], np.array([[1, 0], [np.nan, np.nan]]))
+
+
+def test_edited_copies_rank_above_every_other_photo(lite0_headless):
+    files = list_images(IMAGES)
+    edits = {"mirror": {"mirror": True}, "crop": {"crop": 0.8}, "brighter": {"brightness": 1.3}}
+    copies = [(f.name, edit(f, **e)) for f in files for e in edits.values()]
+    gallery = extract_features(lite0_headless, [f for f in files] + [image for _, image in copies]).vectors
+    photo_of = [f.name for f in files] + [name for name, _ in copies]  # the photo each gallery row shows
+    for i, f in enumerate(files):
+        scores = cosine_similarity(gallery[i], gallery)
+        own_copies = [s for j, s in enumerate(scores) if j >= len(files) and photo_of[j] == f.name]
+        others = [s for j, s in enumerate(scores) if photo_of[j] not in _scene(f.name)]
+        assert len(own_copies) == len(edits) and min(own_copies) > max(others), f.name
+
+
+@pytest.mark.parametrize("block_rows", [1, 7, 64, 1000])
+def test_blockwise_search_equals_brute_force(block_rows):
+    rng = np.random.default_rng(0)
+    gallery = rng.normal(size=(300, 16)).astype(np.float32)
+    gallery[100] = gallery[200] = gallery[250] = gallery[5]  # exact ties
+    queries = np.vstack([gallery[5], rng.normal(size=(4, 16))]).astype(np.float32)
+    names = [f"img{i}" for i in range(len(gallery))]
+    index = SimilarityIndex(gallery, names, block_rows=block_rows)
+    for q, found in zip(queries, index.search(queries, top=10)):
+        expected = rank_by_similarity(q, gallery, names, top=10)
+        assert [n for n, _ in found] == [n for n, _ in expected]
+        assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=1e-6)
+    assert [n for n, _ in index.search(queries[0], top=3)] == ["img5", "img100", "img200"]
+    assert len(index.search(queries[0], top=1000)) == 300
+
+
+def test_near_duplicates_in_images_are_the_copy_and_the_stereo_pair(lite0_headless):
+    features = extract_features(lite0_headless, list_images(IMAGES))
+    pairs = find_near_duplicates(features)
+    assert [{a.split("/")[-1], b.split("/")[-1]} for a, b, _ in pairs] == SAME_SCENE
+    assert pairs[0][2] == pytest.approx(1.0, abs=1e-5) and pairs[1][2] > near_duplicate_threshold("efficientnet_lite0")
+
+
+def test_near_duplicates_need_a_threshold_for_plain_arrays():
+    with pytest.raises(ValueError, match="threshold="):
+        find_near_duplicates(np.eye(3), list("abc"))
+    assert find_near_duplicates(np.array([[1, 0], [1, 0.01], [0, 1]]), list("abc"), threshold=0.9) == \
+        [("a", "b", pytest.approx(0.99995))]
+
+
+@pytest.mark.skipif(not DEV.is_dir(), reason="dev data ../shared/data/imagenet-sample-dev is absent")
+def test_near_duplicate_threshold_on_edited_dev_photos(lite0_headless):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from near_duplicate_threshold import pair_scores, precision_recall
+
+    scores, same = pair_scores(lite0_headless, list_images(DEV))
+    precision, recall = precision_recall(scores, same, near_duplicate_threshold("efficientnet_lite0"))
+    print(f"near-duplicates on the dev set: precision {precision:.4f}, recall {recall:.4f}")
+    assert precision >= 0.999 and recall >= 0.95
+
+
+def test_cli_similar_ranks_a_folder_without_the_query(tmp_path):
+    for name in ["chelsea.png", "coffee.png", "rocket.jpg"]:
+        (tmp_path / name).write_bytes((IMAGES / name).read_bytes())
+    edit(IMAGES / "chelsea.png", mirror=True).save(tmp_path / "cat_mirrored.png")
+    (tmp_path / "broken.jpg").write_text("not a photo")
+    run = run_cli("similar", str(tmp_path / "chelsea.png"), str(tmp_path), "--top", "2", "--json")
+    assert run.returncode == 2 and "broken.jpg: not an image" in run.stderr
+    ranking = json.loads(run.stdout)
+    assert [Path(r["image"]).name for r in ranking][0] == "cat_mirrored.png" and len(ranking) == 2
+    assert ranking[0]["score"] > 0.9 > ranking[1]["score"]
+    assert "chelsea.png" not in run.stdout
+
+    run = run_cli("similar", str(tmp_path / "nope.png"), str(tmp_path))
+    assert run.returncode == 2 and "nope.png: no such file" in run.stderr
+
+
+def test_cli_duplicates_json_and_threshold():
+    run = run_cli("duplicates", "images", "--json")
+    assert run.returncode == 0, run.stderr
+    assert [{Path(p["a"]).name, Path(p["b"]).name} for p in json.loads(run.stdout)] == SAME_SCENE
+    run = run_cli("duplicates", "images", "--threshold", "0.95")
+    assert run.stdout.splitlines() == ["1.000  images/flower.jpg  images/花.jpg"]
+    run = run_cli("duplicates", "images", "--model", "vgg16")
+    assert run.returncode == 2 and "no calibrated near-duplicate threshold for 'vgg16'" in run.stderr
