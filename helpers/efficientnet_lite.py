@@ -26,7 +26,9 @@ STAGES = {
                            (5, 1, 6, 120, 4), (5, 2, 6, 208, 5), (3, 1, 6, 352, 1)],
 }
 INPUT_SIZE = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
-LAST_CONV_LAYER = "head_conv"
+HEAD = "head_conv"
+# For Grad-CAM: the head's activation, as the Keras models' entries ("top_activation", "out_relu").
+LAST_CONV_LAYER = f"{HEAD}_relu"
 
 
 def preprocess(batch: np.ndarray) -> np.ndarray:
@@ -60,7 +62,7 @@ def build(variant: str = "efficientnet_lite0", include_top: bool = True) -> kera
             if i > 0 and in_ch == out:
                 x = layers.Add(name=f"{p}_add")([shortcut, x])
             block += 1
-    x = _conv_bn(x, 1280, 1, 1, LAST_CONV_LAYER)
+    x = _conv_bn(x, 1280, 1, 1, HEAD)
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = layers.Dense(1000, activation="softmax", name="predictions")(x)
@@ -83,8 +85,8 @@ def _torch_names(model: keras.Model):
             yield f"{p}_project", f"{t}._project_conv"
             yield f"{p}_project_bn", f"{t}._bn2"
             block += 1
-    yield LAST_CONV_LAYER, "_conv_head"
-    yield f"{LAST_CONV_LAYER}_bn", "_bn1"
+    yield HEAD, "_conv_head"
+    yield f"{HEAD}_bn", "_bn1"
     if any(layer.name == "predictions" for layer in model.layers):
         yield "predictions", "_fc"
 

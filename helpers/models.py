@@ -79,7 +79,9 @@ def load_model(name: str = "efficientnet_lite0", include_top: bool = True, weigh
     constructor, module, size, last_conv = _KERAS[name]
     app_module = getattr(keras.applications, module)
     try:
-        model = getattr(keras.applications, constructor)(include_top=include_top, weights=weights)
+        # A fixed input shape, so that headless models report their feature-map size too.
+        model = getattr(keras.applications, constructor)(include_top=include_top, weights=weights,
+                                                         input_shape=(size, size, 3))
     except Exception as e:
         if weights is None:
             raise

@@ -17,10 +17,12 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     >>> normalize(np.array([[3.0, 4.0]]))
     array([[0.6, 0.8]], dtype=float32)
     """
-    vectors = np.array(vectors, dtype=np.float32)
+    vectors = np.array(vectors, dtype=np.float32)  # one copy, then scaled in place
     _check_finite(vectors)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    norms = np.sqrt(np.einsum("...i,...i->...", vectors, vectors))[..., None]  # no squared temporary
+    norms[norms == 0] = 1
+    vectors /= norms
+    return vectors
 
 
 def _check_finite(vectors: np.ndarray) -> None:

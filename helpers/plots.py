@@ -1,0 +1,132 @@
+"""Pictures of what the compute functions return, as matplotlib Figures.
+
+Each function returns a ``matplotlib.figure.Figure`` and shows nothing itself:
+a notebook shows it once as the cell's value, ``fig.savefig("out.png")`` writes
+it to a file, and no window opens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from .explain import overlay
+from .images import load_image
+
+
+def show_predictions(image, predictions: list[tuple[str, str, float]]) -> Figure:
+    """The image beside a bar chart of its top-k classes, best at the top.
+
+    Args:
+        image: a path, PIL image or array (h, w, 3) 0-255.
+        predictions: ``(wnid, label, score)`` best first, as one entry of
+            ``decode_predictions`` or ``Classification.predictions`` gives.
+
+    >>> show_predictions("images/coffee.png", classify(net, ["images/coffee.png"])[0].predictions)
+    <Figure size 900x300 with 2 Axes>
+    """
+    fig = _figure((9, 3))
+    picture, bars = fig.subplots(1, 2, width_ratios=[1, 1.6])
+    _show(picture, load_image(image) / 255.0)
+    labels = [label for _, label, _ in predictions][::-1]
+    scores = [score for _, _, score in predictions][::-1]
+    bars.barh(labels, scores, color="tab:blue")
+    for y, score in enumerate(scores):
+        bars.text(score, y, f" {score:.3f}", va="center")
+    bars.set_xlim(0, 1.15)
+    bars.set_xlabel("probability")
+    return fig
+
+
+def show_activations(maps: np.ndarray | dict[str, np.ndarray], channels: int = 16, columns: int = 8) -> Figure:
+    """The most active channels of one or more layers, one block of rows per layer.
+
+    Channels are ranked by their mean activation; each panel is titled with
+    its channel number and scaled to its own range.
+
+    Args:
+        maps: float array (height, width, channels) for one layer, or the dict
+            ``activations`` returns (layer name -> such an array).
+        channels: how many channels to show per layer.
+        columns: panels per row.
+
+    >>> show_activations(activations(net, "images/coffee.png", ["stem_conv_relu"]))
+    <Figure size 1000x280 with 16 Axes>
+    """
+    layers = maps if isinstance(maps, dict) else {"": maps}
+    channels = min(channels, max(np.shape(array)[-1] for array in layers.values()))
+    columns = min(columns, channels)
+    rows = math.ceil(channels / columns)
+    fig = _figure((1.25 * columns, (1.25 * rows + 0.3) * len(layers)))
+    for subfig, (name, array) in zip(np.atleast_1d(fig.subfigures(len(layers), 1)), layers.items()):
+        array = np.asarray(array)
+        if array.ndim != 3:
+            raise ValueError(f"activation maps must be (height, width, channels), got {array.shape} "
+                             f"for {name or 'maps'}: pass one image's maps, e.g. activations(...)[layer]")
+        subfig.suptitle(name, fontsize="medium")
+        strongest = np.argsort(array.mean(axis=(0, 1)))[::-1][:channels]
+        for ax, channel in zip(subfig.subplots(rows, columns, squeeze=False).flat, strongest):
+            _show(ax, array[..., channel], cmap="viridis")
+            ax.set_title(f"ch {channel}", fontsize="small")
+        for ax in subfig.axes[len(strongest):]:
+            ax.set_axis_off()
+    return fig
+
+
+def overlay_heatmap(image, heatmap: np.ndarray, alpha: float = 0.4, title: str = "") -> Figure:
+    """The image with a heatmap blended on top, on one axes.
+
+    Args:
+        image: a path, PIL image or array (h, w, 3) 0-255.
+        heatmap: float array (h, w) in 0-1, from ``gradcam``, ``occlusion``, ...
+        alpha: weight of the heatmap colours.
+        title: shown above the picture.
+
+    >>> overlay_heatmap("images/coffee.png", gradcam(net, "images/coffee.png"), title="Grad-CAM")
+    <Figure size 500x500 with 1 Axes>
+    """
+    fig = _figure((5, 5))
+    ax = fig.subplots()
+    _show(ax, overlay(image, heatmap, alpha))
+    ax.set_title(title)
+    return fig
+
+
+def compare_explanations(image, heatmaps: dict[str, np.ndarray], alpha: float = 0.5) -> Figure:
+    """One row: the image, then each heatmap blended over it, titled by method.
+
+    Args:
+        image: a path, PIL image or array (h, w, 3) 0-255.
+        heatmaps: method name -> float array (h, w) in 0-1, e.g.
+            ``{"Grad-CAM": gradcam(net, image), "occlusion": occlusion(net, image)}``.
+        alpha: weight of the heatmap colours.
+
+    >>> compare_explanations(image, {"Grad-CAM": gradcam(net, image), "IG": integrated_gradients(net, image)})
+    <Figure size 900x300 with 3 Axes>
+    """
+    pixels = load_image(image)
+    fig = _figure((3 * (len(heatmaps) + 1), 3))
+    axes = np.atleast_1d(fig.subplots(1, len(heatmaps) + 1))
+    _show(axes[0], pixels / 255.0)
+    axes[0].set_title("image")
+    for ax, (method, heatmap) in zip(axes[1:], heatmaps.items()):
+        _show(ax, overlay(pixels, heatmap, alpha))
+        ax.set_title(method)
+    return fig
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    # Made through pyplot so that Jupyter's inline backend can render it, then
+    # closed at once so pyplot keeps no reference and does not show it twice.
+    fig = plt.figure(figsize=size, layout="constrained")
+    plt.close(fig)
+    return fig
+
+
+def _show(ax, picture: np.ndarray, **kwargs) -> None:
+    ax.imshow(picture, **kwargs)
+    ax.set_xticks([])
+    ax.set_yticks([])
