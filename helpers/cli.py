@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 from .classify import classify
+from .explain import gradcam, integrated_gradients, occlusion, overlay, smoothgrad
 from .features import extract_features
-from .images import list_images
+from .images import ImageLoadError, list_images, load_image
+from .labels import class_index
 from .models import available_models, load_model, near_duplicate_threshold
 from .similarity import find_near_duplicates, rank_by_similarity
 
@@ -82,6 +84,27 @@ def _duplicates(args) -> int:
     return 2 if failed else 0
 
 
+EXPLAINERS = {"gradcam": gradcam, "occlusion": occlusion, "smoothgrad": smoothgrad, "ig": integrated_gradients}
+
+
+def _explain(args) -> int:
+    from PIL import Image
+
+    folder = Path(args.output).resolve().parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder for the output {args.output}")
+    net = load_model(args.model)
+    target = int(args.class_) if args.class_ is not None and args.class_.isdigit() else args.class_
+    if target is None:  # name the top class in the report
+        x = load_image(args.image, size=net.input_size, crop=None)[None]
+        target = int(net.model.predict(net.preprocess(x), verbose=0)[0].argmax())
+    heatmap = EXPLAINERS[args.method](net, args.image, target)
+    Image.fromarray(overlay(args.image, heatmap)).save(args.output)
+    label = target if isinstance(target, str) else class_index()[target][1]
+    print(f"{args.method} for {label!r} on {args.image}: wrote {args.output}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,9 +128,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="cosine similarity for a pair to count (default: calibrated for the model)")
     d.add_argument("--json", action="store_true", help="print a JSON list of {a, b, score}, highest first")
     d.set_defaults(run=_duplicates)
+    e = sub.add_parser("explain", help="write an image with a heatmap of where the model sees a class")
+    e.add_argument("image")
+    e.add_argument("--model", default="efficientnet_lite0", choices=available_models())
+    e.add_argument("--method", default="gradcam", choices=list(EXPLAINERS))
+    e.add_argument("--class", dest="class_", metavar="LABEL_OR_INDEX",
+                   help="an ImageNet label (espresso) or index (967); default: the top predicted class")
+    e.add_argument("-o", "--output", required=True, help="the PNG to write")
+    e.set_defaults(run=_explain)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:  # a missing folder, no threshold, no weights
+    except (FileNotFoundError, ImageLoadError, ValueError, RuntimeError) as e:
+        # a missing folder or image, a wrong label, no threshold, no weights
         print(f"error: {e}", file=sys.stderr)
         return 2

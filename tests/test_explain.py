@@ -4,7 +4,7 @@ import pytest
 
 from helpers import Net, load_model, mosaic
 from helpers.explain import activations, gradcam, integrated_gradients, occlusion, overlay, smoothgrad
-from conftest import IMAGES
+from conftest import IMAGES, run_cli
 
 # Tiles of the 2x2 mosaic, row by row, and the class each one shows.
 TILES = ["chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png"]
@@ -147,3 +147,15 @@ def test_model_without_an_input_says_to_start_with_one():
     for method in ["gradcam", "smoothgrad"]:
         with pytest.raises(ValueError, match="has no graph yet: start it with keras.Input"):
             EXPLAINERS[method](_tiny(model), np.zeros((40, 50, 3), np.float32))
+
+
+def test_cli_explain_writes_an_overlay_png(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "coffee_gradcam.png"
+    run = run_cli("explain", str(IMAGES / "coffee.png"), "--class", "espresso", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert "gradcam for 'espresso'" in run.stdout
+    assert Image.open(out).size == Image.open(IMAGES / "coffee.png").size
+    run = run_cli("explain", str(IMAGES / "coffee.png"), "--class", "expresso", "-o", str(out))
+    assert run.returncode == 2 and "did you mean 'espresso'" in run.stderr
