@@ -6,8 +6,8 @@ Search: galleries of random unit 1280-d float32 vectors; top-10 time for one
 query and per query in a batch of 64, and the peak memory numpy allocated
 (tracemalloc) while building and searching. Targets on 2 cores: one query
 < 40 ms at 100k and < 400 ms at 1M; batched < 5 ms per query at 100k.
-Extraction: images/s and the process's peak RSS after 2k and after 10k photos
-(images/ repeated); memory is flat in N when the two peaks are close.
+Extraction: images/s on each backend and the process's peak RSS after 2k and
+after 10k photos (images/ repeated); memory is flat in N when the peaks are close.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from helpers import SimilarityIndex, extract_features, list_images, load_model  # noqa: E402
+from helpers.backends import litert_available  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 1280
@@ -56,15 +57,16 @@ def search(n: int) -> None:
 def extraction(counts: list[int]) -> None:
     net = load_model(include_top=False)
     photos = list_images(ROOT / "images")
-    extract_features(net, photos)  # warm up
-    for n in counts:
-        files = [photos[i % len(photos)] for i in range(n)]
-        start = time.perf_counter()
-        extract_features(net, files)
-        rate = n / (time.perf_counter() - start)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-        print(f"extract_features {n:>6,} photos: {rate:5.1f} img/s, process peak RSS so far {peak:5.2f} GiB",
-              flush=True)
+    for backend in ["keras", "litert"] if litert_available() else ["keras"]:
+        extract_features(net, photos, backend=backend)  # warm up (and convert once)
+        for n in counts:
+            files = [photos[i % len(photos)] for i in range(n)]
+            start = time.perf_counter()
+            extract_features(net, files, backend=backend)
+            rate = n / (time.perf_counter() - start)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+            print(f"extract_features {n:>6,} photos, {backend:<6}: {rate:5.1f} img/s, "
+                  f"process peak RSS so far {peak:5.2f} GiB", flush=True)
 
 
 def main() -> None:

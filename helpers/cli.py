@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from .backends import BACKENDS
 from .classify import classify
 from .explain import gradcam, integrated_gradients, occlusion, overlay, smoothgrad
 from .features import extract_features
@@ -25,7 +26,7 @@ def _expand(paths: list[str]) -> list[str]:
 
 def _classify(args) -> int:
     sources = _expand(args.images)
-    results = classify(load_model(args.model), sources, top=args.top)
+    results = classify(load_model(args.model), sources, top=args.top, backend=args.backend)
     if args.json:
         print(json.dumps([{"image": r.source,
                            "predictions": [{"wnid": w, "label": lab, "score": round(s, 6)} for w, lab, s in r.predictions],
@@ -54,10 +55,10 @@ def _report_unreadable(features) -> bool:
 def _similar(args) -> int:
     files = [f for f in list_images(args.folder) if f.resolve() != Path(args.query).resolve()]
     net = load_model(args.model, include_top=False)
-    query = extract_features(net, [args.query])
+    query = extract_features(net, [args.query], backend=args.backend)
     if _report_unreadable(query):
         return 2
-    gallery = extract_features(net, [str(f) for f in files])
+    gallery = extract_features(net, [str(f) for f in files], backend=args.backend)
     failed = _report_unreadable(gallery)
     ranking = rank_by_similarity(query.vectors[0], gallery.valid(), top=args.top)
     if args.json:
@@ -72,7 +73,8 @@ def _similar(args) -> int:
 def _duplicates(args) -> int:
     files = list_images(args.folder)
     threshold = near_duplicate_threshold(args.model) if args.threshold is None else args.threshold
-    features = extract_features(load_model(args.model, include_top=False), [str(f) for f in files])
+    features = extract_features(load_model(args.model, include_top=False), [str(f) for f in files],
+                                backend=args.backend)
     failed = _report_unreadable(features)
     pairs = find_near_duplicates(features.valid(), threshold=threshold)
     if args.json:
@@ -136,7 +138,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="an ImageNet label (espresso) or index (967); default: the top predicted class")
     e.add_argument("-o", "--output", required=True, help="the PNG to write")
     e.set_defaults(run=_explain)
+    for command in (c, s, d):
+        command.add_argument("--backend", choices=["auto", *BACKENDS], default="auto",
+                             help="inference: litert (fast) when installed, else keras (default: auto)")
     args = parser.parse_args(argv)
+    if getattr(args, "backend", None) == "auto":
+        args.backend = None
     try:
         return args.run(args)
     except (FileNotFoundError, ImageLoadError, ValueError, RuntimeError) as e:

@@ -8,6 +8,9 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parents[1]
+# Converted LiteRT models: kept between test runs, out of the user's own cache.
+os.environ.setdefault("HELPERS_CACHE", str(ROOT / ".pytest_cache" / "litert"))
+
 IMAGES = ROOT / "images"
 DEV = ROOT.parent / "shared" / "data" / "imagenet-sample-dev"  # dev data: tests that use it skip without it
 
