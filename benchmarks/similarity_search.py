@@ -50,8 +50,10 @@ def search(n: int) -> None:
     batched = best_time(lambda: index.search(queries, top=10), repeats=3) / len(queries)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     print(f"search {n:>9,} x {DIM}: one query {1000 * one:7.1f} ms, batched {1000 * batched:6.2f} ms/query, "
-          f"peak allocated {peak / 2**30:5.2f} GiB (gallery itself {gallery.nbytes / 2**30:.2f} GiB)", flush=True)
+          f"index adds at peak {peak / 2**30:5.2f} GiB to the gallery's {gallery.nbytes / 2**30:.2f} GiB; "
+          f"process peak RSS so far {rss:5.2f} GiB", flush=True)
 
 
 def extraction(counts: list[int]) -> None:

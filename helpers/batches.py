@@ -43,10 +43,10 @@ def stream_batches(net, sources: Sequence, batch_size: int = 32, backend: str | 
     Decoding of batch i+1 runs in a thread pool while the model predicts batch i,
     on ``backend`` ("keras", "litert", or None for LiteRT when installed).
     """
-    run = predictor(net, backend)
+    run = predictor(net, backend) if len(sources) else None
     chunks = [list(sources[i:i + batch_size]) for i in range(0, len(sources), batch_size)]
     bar = tqdm(total=len(sources), disable=len(sources) < PROGRESS_FROM, unit="img")
-    with ThreadPoolExecutor(workers) as pool, ThreadPoolExecutor(1) as prefetch:
+    with bar, ThreadPoolExecutor(workers) as pool, ThreadPoolExecutor(1) as prefetch:
         pending = prefetch.submit(_decode, chunks[0], net.input_size, pool) if chunks else None
         for i in range(len(chunks)):
             decoded = pending.result()
@@ -56,4 +56,3 @@ def stream_batches(net, sources: Sequence, batch_size: int = 32, backend: str | 
             outputs = run(net.preprocess(np.stack(arrays))) if arrays else None
             bar.update(len(decoded))
             yield [err for _, err in decoded], outputs
-    bar.close()

@@ -52,8 +52,17 @@ def _report_unreadable(features) -> bool:
     return not features.ok.all()
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _similar(args) -> int:
     files = [f for f in list_images(args.folder) if f.resolve() != Path(args.query).resolve()]
+    if not files:
+        raise FileNotFoundError(f"{args.folder}: no images besides the query to compare with")
     net = load_model(args.model, include_top=False)
     query = extract_features(net, [args.query], backend=args.backend)
     if _report_unreadable(query):
@@ -113,14 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("classify", help="top-k ImageNet labels for images or folders of images")
     c.add_argument("images", nargs="+", help="image files or folders")
     c.add_argument("--model", default="efficientnet_lite0", choices=available_models())
-    c.add_argument("--top", type=int, default=5)
+    c.add_argument("--top", type=_positive, default=5)
     c.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
     c.set_defaults(run=_classify)
     s = sub.add_parser("similar", help="rank the images of a folder by similarity to a query image")
     s.add_argument("query", help="the query image")
     s.add_argument("folder", help="the folder of images to rank (the query itself is left out)")
     s.add_argument("--model", default="efficientnet_lite0", choices=available_models())
-    s.add_argument("--top", type=int, default=10)
+    s.add_argument("--top", type=_positive, default=10)
     s.add_argument("--json", action="store_true", help="print a JSON list of {image, score}, best first")
     s.set_defaults(run=_similar)
     d = sub.add_parser("duplicates", help="pairs of near-duplicate images in a folder")
@@ -142,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--backend", choices=["auto", *BACKENDS], default="auto",
                              help="inference: litert (fast) when installed, else keras (default: auto)")
     args = parser.parse_args(argv)
+    # File names that are not valid in the terminal's encoding are printed escaped, not a crash.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     if getattr(args, "backend", None) == "auto":
         args.backend = None
     try:

@@ -75,7 +75,7 @@ def load_image(source, size: int | tuple[int, int] | None = None, crop: str | No
         image = _open(source)
     if size is not None:
         h, w = (size, size) if isinstance(size, int) else size
-        if crop == "center":
+        if crop == "center" and image is not source:  # never change the caller's own image
             # Draft mode lets the JPEG decoder skip work: decode at a reduced scale.
             scale = max(h, w) / CROP_FRACTION
             image.draft("RGB", (int(scale), int(scale)))
@@ -120,6 +120,8 @@ def mosaic(sources, grid: tuple[int, int] = (2, 2), tile: int = 112) -> np.ndarr
     (224, 224, 3)
     """
     rows, cols = grid
+    if rows < 1 or cols < 1:
+        raise ValueError(f"grid must have at least one row and one column, got {grid}")
     sources = list(sources)
     if len(sources) != rows * cols:
         raise ValueError(f"a {rows}x{cols} mosaic needs {rows * cols} images, got {len(sources)}")
@@ -144,6 +146,8 @@ def edit(source, mirror: bool = False, crop: float = 1.0, brightness: float = 1.
     """
     if not 0 < crop <= 1:
         raise ValueError(f"crop must be in (0, 1], got {crop}")
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, got {scale}")
     image = Image.fromarray(load_image(source).astype(np.uint8))
     if mirror:
         image = ImageOps.mirror(image)

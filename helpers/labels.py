@@ -36,6 +36,8 @@ def decode_predictions(preds: np.ndarray, top: int = 5) -> list[list[tuple[str, 
     >>> decode_predictions(model.predict(x))[0][0]
     ('n07920052', 'espresso', 0.9)
     """
+    if top < 1:
+        raise ValueError(f"top must be at least 1, got {top}")
     preds = np.asarray(preds)
     if preds.ndim != 2 or preds.shape[1] != 1000:
         raise ValueError(f"decode_predictions expects an array of shape (batch, 1000), got {preds.shape}")

@@ -68,6 +68,9 @@ def load_model(name: str = "efficientnet_lite0", include_top: bool = True, weigh
     >>> net.model.predict(net.preprocess(batch), verbose=0).shape
     (1, 1000)
     """
+    if weights not in ("imagenet", None):
+        raise ValueError(f"weights must be 'imagenet' or None, got {weights!r} "
+                         "(to load your own weights file: load_model(name, weights=None).model.load_weights(path))")
     if name in efficientnet_lite.STAGES:
         model = efficientnet_lite.build(name, include_top=include_top)
         if weights == "imagenet":
@@ -83,7 +86,7 @@ def load_model(name: str = "efficientnet_lite0", include_top: bool = True, weigh
         model = getattr(keras.applications, constructor)(include_top=include_top, weights=weights,
                                                          input_shape=(size, size, 3))
     except Exception as e:
-        if weights is None:
+        if weights != "imagenet":  # a weights file of the user's own: Keras' error says what is wrong
             raise
         url = re.search(r"https?://\S+?\.h5", str(e))
         fname = url.group(0).rsplit("/", 1)[1] if url else f"the {constructor} weights file"

@@ -9,66 +9,98 @@ import numpy as np
 from .models import near_duplicate_threshold
 
 BLOCK_ROWS = 65536  # gallery rows per matrix product: 320 MB of 1280-d float32 vectors
+QUERY_ROWS = 1024  # queries per pass over the gallery: scores of 1024 x 65536 are 256 MB
+SCORES_BYTES = 256 * 2**20  # find_near_duplicates compares this much of the score matrix at a time
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, as float32 (a zero row stays zero).
 
+    One float32 copy of the input is made and scaled in place.
+
     >>> normalize(np.array([[3.0, 4.0]]))
     array([[0.6, 0.8]], dtype=float32)
     """
-    vectors = np.array(vectors, dtype=np.float32)  # one copy, then scaled in place
-    _check_finite(vectors)
+    vectors = np.array(vectors, dtype=np.float32)
     norms = np.sqrt(np.einsum("...i,...i->...", vectors, vectors))[..., None]  # no squared temporary
+    if not np.isfinite(norms).all():  # a NaN or inf anywhere in a row makes its norm NaN or inf
+        raise ValueError("feature vectors contain NaN or inf (rows of images that failed to load?): "
+                         "use features.valid() to drop them")
     norms[norms == 0] = 1
     vectors /= norms
     return vectors
 
 
-def _check_finite(vectors: np.ndarray) -> None:
-    if not np.isfinite(vectors).all():
-        raise ValueError("feature vectors contain NaN or inf (rows of images that failed to load?): "
-                         "use features.valid() to drop them")
+def _vectors(features) -> np.ndarray:
+    """The (N, D) array of a ``Features`` set or of an array."""
+    vectors = np.asarray(features.vectors if hasattr(features, "vectors") else features)
+    if vectors.ndim != 2:
+        raise ValueError(f"expected feature vectors (N, D), got shape {vectors.shape}: "
+                         "extract them with pooling='avg' or 'max'")
+    return vectors
 
 
-def _vectors_and_names(features, names):
+def _vectors_and_names(features, names) -> tuple[np.ndarray, list[str]]:
     """Accept a ``Features`` set (names from its sources) or an array with names."""
-    if hasattr(features, "vectors"):
-        return features.vectors, list(names) if names is not None else features.sources
+    vectors = _vectors(features)
     if names is None:
-        raise ValueError("pass names, one per row of the feature array")
-    return np.asarray(features), list(names)
+        if not hasattr(features, "sources"):
+            raise ValueError("pass names, one per row of the feature array")
+        names = features.sources
+    names = list(names)
+    if len(names) != len(vectors):
+        raise ValueError(f"{len(names)} names for {len(vectors)} feature vectors: pass one name per row")
+    return vectors, names
 
 
-def cosine_similarity(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+def _one_query(query) -> np.ndarray:
+    query = np.asarray(query.vectors if hasattr(query, "vectors") else query)
+    if query.ndim == 2 and len(query) == 1:
+        query = query[0]
+    if query.ndim != 1:
+        raise ValueError(f"expected one query vector (D,), got shape {query.shape}; "
+                         "for many queries use SimilarityIndex(...).search(queries)")
+    return query
+
+
+def _check_top(top: int | None) -> None:
+    if top is not None and top < 1:
+        raise ValueError(f"top must be at least 1 (or None for all), got {top}")
+
+
+def cosine_similarity(queries, gallery) -> np.ndarray:
     """Cosine similarity of one query (D,) or many (Q, D) against a gallery (N, D).
 
-    Returns:
-        float32 (N,) for one query, (Q, N) for many, values in -1..1.
+    Either may be a ``Features`` set.
 
-    >>> cosine_similarity(features[0], features).shape
-    (12,)
+    Returns:
+        float32 (N,) for one query, (Q, N) for many; -1 to 1 up to float32 rounding.
+
+    >>> gallery = extract_features(load_model(include_top=False), list_images("images"))
+    >>> cosine_similarity(gallery.vectors[0], gallery).shape
+    (13,)
     """
-    queries = np.asarray(queries)
-    scores = normalize(np.atleast_2d(queries)) @ normalize(gallery).T
+    queries = np.asarray(queries.vectors if hasattr(queries, "vectors") else queries)
+    scores = normalize(np.atleast_2d(queries)) @ normalize(_vectors(gallery)).T
     return scores[0] if queries.ndim == 1 else scores
 
 
-def rank_by_similarity(query: np.ndarray, gallery, names: Sequence[str] | None = None,
+def rank_by_similarity(query, gallery, names: Sequence[str] | None = None,
                        top: int | None = None) -> list[tuple[str, float]]:
     """The gallery ranked by cosine similarity to ``query``, best first.
 
     Args:
-        query: one feature vector (D,).
+        query: one feature vector (D,) (or (1, D), or a set of one).
         gallery: a ``Features`` set, or an array (N, D) with ``names``.
         names: one name per gallery row (taken from the set's sources when omitted).
         top: how many to return; None returns all.
 
-    >>> rank_by_similarity(query, gallery, top=3)
-    [('images/chelsea.png', 0.87), ...]
+    >>> rank_by_similarity(gallery.vectors[2], gallery, top=2)
+    [('images/chelsea.png', 1.0), ('images/motorcycle_left.png', 0.15)]
     """
+    _check_top(top)
     vectors, names = _vectors_and_names(gallery, names)
-    scores = cosine_similarity(query, vectors)
+    scores = cosine_similarity(_one_query(query), vectors)
     order = np.argsort(-scores, kind="stable")[:top]
     return [(names[i], float(scores[i])) for i in order]
 
@@ -96,22 +128,20 @@ class SimilarityIndex:
     only each block's top k, so memory is (queries x block), never N x N:
     a million 1280-d vectors (about 5 GB) fit on a 24 GB machine.
 
-    >>> index = SimilarityIndex(gallery.vectors, gallery.sources)
-    >>> index.search(query, top=5)
-    [('images/chelsea.png', 0.87), ...]
+    >>> index = SimilarityIndex(gallery)
+    >>> index.search(gallery.vectors[2], top=2)
+    [('images/chelsea.png', 1.0), ('images/motorcycle_left.png', 0.15)]
     """
 
     def __init__(self, features, names: Sequence[str] | None = None, block_rows: int = BLOCK_ROWS):
         vectors, self.names = _vectors_and_names(features, names)
-        if vectors.ndim != 2 or len(vectors) != len(self.names):
-            raise ValueError(f"expected an (N, D) array and N names, got {vectors.shape} and {len(self.names)}")
         self.vectors = normalize(vectors)
         self.block_rows = block_rows
 
     def __len__(self) -> int:
         return len(self.vectors)
 
-    def search(self, queries: np.ndarray, top: int = 10) -> list:
+    def search(self, queries, top: int = 10) -> list:
         """The ``top`` most similar gallery items, best first.
 
         Args:
@@ -121,8 +151,17 @@ class SimilarityIndex:
         Returns:
             For one query a list of ``(name, score)``; for many, one such list per query.
         """
-        queries = np.asarray(queries)
+        _check_top(top)
+        queries = np.asarray(queries.vectors if hasattr(queries, "vectors") else queries)
         q = normalize(np.atleast_2d(queries))
+        results = []
+        for first in range(0, len(q), QUERY_ROWS):
+            results += self._search(q[first:first + QUERY_ROWS], top)
+        return results[0] if queries.ndim == 1 else results
+
+    def _search(self, q: np.ndarray, top: int) -> list[list[tuple[str, float]]]:
+        if not len(self):
+            return [[] for _ in q]
         best_values, best_indices = [], []
         for start in range(0, len(self.vectors), self.block_rows):
             values, indices = _top_k(q @ self.vectors[start:start + self.block_rows].T, top)
@@ -130,27 +169,27 @@ class SimilarityIndex:
             best_indices.append(indices + start)
         values, indices = np.hstack(best_values), np.hstack(best_indices)
         order = [np.lexsort((i, -v))[:top] for v, i in zip(values, indices)]
-        results = [[(self.names[i[o]], float(v[o])) for o in row]
-                   for row, v, i in zip(order, values, indices)]
-        return results[0] if queries.ndim == 1 else results
+        return [[(self.names[i[o]], float(v[o])) for o in row] for row, v, i in zip(order, values, indices)]
 
 
-def find_near_duplicates(features, names: Sequence[str] | None = None, threshold: float | None = None,
-                         block_rows: int = 4096) -> list[tuple[str, str, float]]:
+def find_near_duplicates(features, names: Sequence[str] | None = None,
+                         threshold: float | None = None) -> list[tuple[str, str, float]]:
     """Pairs of images whose cosine similarity is at least ``threshold``, highest first.
+
+    Compares every pair, a block of rows at a time (about 256 MB of scores), so
+    memory does not grow with N x N.
 
     Args:
         features: a ``Features`` set (average-pooled), or an array (N, D) with ``names``.
         names: one name per row (the set's sources when omitted).
         threshold: None uses the one calibrated for the set's model
             (``near_duplicate_threshold``); required for a plain array.
-        block_rows: rows compared at a time (memory is block_rows x N).
 
     Returns:
         ``(name_a, name_b, score)`` with a before b in input order.
 
-    >>> find_near_duplicates(extract_features(net, list_images("images")).valid())
-    [('images/motorcycle_left.png', 'images/motorcycle_right.png', 0.93)]
+    >>> find_near_duplicates(extract_features(load_model(include_top=False), list_images("images")))
+    [('images/flower.jpg', 'images/花.jpg', 1.0), ('images/motorcycle_left.png', 'images/motorcycle_right.png', 0.89)]
     """
     if threshold is None:
         if not hasattr(features, "model"):
@@ -161,10 +200,11 @@ def find_near_duplicates(features, names: Sequence[str] | None = None, threshold
         threshold = near_duplicate_threshold(features.model)
     vectors, names = _vectors_and_names(features, names)
     unit = normalize(vectors)
+    block_rows = max(1, SCORES_BYTES // (4 * max(len(unit), 1)))
     pairs = []
     for start in range(0, len(unit), block_rows):
         # Only pairs (a, b) with a before b: compare the block with itself and what follows.
         scores = unit[start:start + block_rows] @ unit[start:].T
-        rows, cols = np.nonzero(np.triu(scores >= threshold, k=1))
-        pairs += [(names[start + r], names[start + c], float(scores[r, c])) for r, c in zip(rows, cols)]
+        rows, cols = np.nonzero(scores >= threshold)
+        pairs += [(names[start + r], names[start + c], float(scores[r, c])) for r, c in zip(rows, cols) if c > r]
     return sorted(pairs, key=lambda p: -p[2])

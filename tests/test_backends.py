@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import classify, extract_features, list_images, load_image, load_model
+from helpers import Net, classify, extract_features, list_images, load_image, load_model
 from helpers import backends
 from helpers.backends import LiteRTModel, predictor
 from conftest import DEV, IMAGES, run_cli
@@ -22,6 +22,7 @@ def _tiny_model(seed=0):
 def test_litert_agrees_with_keras_on_the_photos(lite0):
     photos = list_images(IMAGES)
     fast, plain = classify(lite0, photos, backend="litert"), classify(lite0, photos, backend="keras")
+    assert len(fast) == len(plain) == len(photos) and not any(r.error for r in fast + plain)
     for f, p in zip(fast, plain):
         assert [w for w, _, _ in f.predictions] == [w for w, _, _ in p.predictions], f.source
         assert np.allclose([s for *_, s in f.predictions], [s for *_, s in p.predictions], atol=1e-3)
@@ -108,3 +109,31 @@ def test_litert_matches_keras_on_the_dev_set(lite0, lite0_headless):
     head_plain = extract_features(lite0_headless, files[:100], backend="keras").vectors
     cosine = np.sum(head_fast * head_plain, 1) / (np.linalg.norm(head_fast, axis=1) * np.linalg.norm(head_plain, axis=1))
     assert cosine.min() >= 0.9999
+
+
+def test_conversion_prints_and_logs_nothing(tmp_path, capsys, caplog):
+    # Notebooks store whatever a cell prints: a first conversion must stay silent.
+    with caplog.at_level(logging.INFO):
+        LiteRTModel(_tiny_model(), cache=tmp_path)
+    assert capsys.readouterr() == ("", "")
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+def test_changed_weights_are_converted_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))
+    net = Net("tiny", _tiny_model(), (32, 32), lambda batch: np.asarray(batch, np.float32) / 255, "")
+    batch = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    before = predictor(net, "litert")(batch)
+    net.model.set_weights([w * 0.5 for w in net.model.get_weights()])
+    after = predictor(net, "litert")(batch)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, net.model.predict(batch, verbose=0), atol=1e-5)
+
+
+def test_an_unwritable_cache_keeps_the_conversion_in_memory(tmp_path, caplog):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache folder should be")
+    with caplog.at_level(logging.WARNING, logger="helpers"):
+        fast = LiteRTModel(_tiny_model(), cache=blocked / "litert")
+    assert "keeping it in memory" in caplog.text
+    assert fast(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 5)

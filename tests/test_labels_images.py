@@ -88,3 +88,9 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
     with pytest.raises(ImageLoadError, match="bomb.png: too large to decode safely"):
         load_image(bomb)
+
+
+def test_load_image_leaves_the_callers_pil_image_alone():
+    photo = Image.open(IMAGES / "rocket.jpg")  # opened, not yet decoded
+    assert load_image(photo, size=64).shape == (64, 64, 3)
+    assert photo.size == (640, 427)

@@ -64,3 +64,8 @@ def test_larger_lite_models_load_offline_and_recognise_coffee(name, size):
     image = load_image(IMAGES / "coffee.png", size=net.input_size)
     probs = net.model.predict(net.preprocess(image[None]), verbose=0)
     assert decode_predictions(probs, top=1)[0][0][1] == "espresso"
+
+
+def test_misspelled_weights_are_an_error_not_random_weights():
+    with pytest.raises(ValueError, match="weights must be 'imagenet' or None, got 'ImageNet'"):
+        load_model(weights="ImageNet")

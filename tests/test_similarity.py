@@ -108,3 +108,20 @@ def test_cli_duplicates_json_and_threshold():
     assert run.stdout.splitlines() == ["1.000  images/flower.jpg  images/花.jpg"]
     run = run_cli("duplicates", "images", "--model", "vgg16")
     assert run.returncode == 2 and "no calibrated near-duplicate threshold for 'vgg16'" in run.stderr
+
+
+def test_query_shapes_top_and_names_are_checked():
+    gallery = np.array([[1, 0], [0, 1], [1, 1]], dtype=np.float32)
+    names = list("abc")
+    assert rank_by_similarity(gallery[:1], gallery, names, top=1) == [("a", pytest.approx(1.0))]  # (1, D)
+    with pytest.raises(ValueError, match="SimilarityIndex"):
+        rank_by_similarity(gallery[:2], gallery, names)
+    with pytest.raises(ValueError, match="top must be at least 1"):
+        rank_by_similarity(gallery[0], gallery, names, top=0)
+    with pytest.raises(ValueError, match="top must be at least 1"):
+        SimilarityIndex(gallery, names).search(gallery[0], top=-1)
+    with pytest.raises(ValueError, match="2 names for 3 feature vectors"):
+        SimilarityIndex(gallery, names[:2])
+    with pytest.raises(ValueError, match="pooling='avg'"):
+        rank_by_similarity(gallery[0], np.zeros((3, 2, 2, 2)), names)
+    assert SimilarityIndex(np.zeros((0, 2)), []).search(gallery[:2], top=3) == [[], []]
