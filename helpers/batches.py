@@ -36,16 +36,18 @@ def _decode(sources, size, pool):
 # (2 threads), 177 img/s from JPEGs against 170 with one decoding thread, and 138 or
 # fewer when LiteRT gets one thread and decoding the other core.
 def stream_batches(net, sources: Sequence, batch_size: int = 32, backend: str | None = None,
-                   workers: int = 2) -> Iterator[tuple[list, np.ndarray | None]]:
+                   progress: bool | None = None, workers: int = 2) -> Iterator[tuple[list, np.ndarray | None]]:
     """Yield, per batch, ``(errors, outputs)``: one error (str or None) per source
     of the batch, and the model's outputs for the sources that loaded, in order.
 
     Decoding of batch i+1 runs in a thread pool while the model predicts batch i,
-    on ``backend`` ("keras", "litert", or None for LiteRT when installed).
+    on ``backend`` ("keras", "litert", or None for LiteRT when installed). A progress
+    bar shows when ``progress`` is True, or for None from PROGRESS_FROM images on.
     """
     run = predictor(net, backend) if len(sources) else None
     chunks = [list(sources[i:i + batch_size]) for i in range(0, len(sources), batch_size)]
-    bar = tqdm(total=len(sources), disable=len(sources) < PROGRESS_FROM, unit="img")
+    show = len(sources) >= PROGRESS_FROM if progress is None else progress
+    bar = tqdm(total=len(sources), disable=not show, unit="img")
     with bar, ThreadPoolExecutor(workers) as pool, ThreadPoolExecutor(1) as prefetch:
         pending = prefetch.submit(_decode, chunks[0], net.input_size, pool) if chunks else None
         for i in range(len(chunks)):

@@ -19,12 +19,13 @@ class Classification:
 
 
 def classify(net, sources: Sequence, top: int = 5, batch_size: int = 32,
-             backend: str | None = None) -> list[Classification]:
+             backend: str | None = None, progress: bool | None = None) -> list[Classification]:
     """Classify images (paths, PIL images or arrays) in input order.
 
     A source that cannot be loaded gets ``error`` set; the others are still classified.
     ``backend``: "keras", "litert" (about twice as fast on a CPU), or None for
-    LiteRT when ``ai-edge-litert`` is installed.
+    LiteRT when ``ai-edge-litert`` is installed. ``progress``: a progress bar on
+    stderr; None shows one from 64 images on (pass False in notebooks meant as tests).
 
     >>> results = classify(load_model(), ["images/coffee.png", "images/chelsea.png"])
     >>> results[0].predictions[0][1]
@@ -32,7 +33,7 @@ def classify(net, sources: Sequence, top: int = 5, batch_size: int = 32,
     """
     sources = list(sources)
     results = []
-    for errors, outputs in stream_batches(net, sources, batch_size, backend):
+    for errors, outputs in stream_batches(net, sources, batch_size, backend, progress):
         decoded = iter(decode_predictions(outputs, top=top) if outputs is not None else [])
         for error in errors:
             name = source_name(sources[len(results)])

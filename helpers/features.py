@@ -80,7 +80,7 @@ def load_features(path, model=None) -> Features:
 
 
 def extract_features(net, sources: Sequence, pooling: str | None = "avg", batch_size: int = 32,
-                     backend: str | None = None) -> Features:
+                     backend: str | None = None, progress: bool | None = None) -> Features:
     """Feature vectors of images (paths, PIL images or arrays) from a headless model.
 
     Decoding overlaps inference and only one batch of images is held at a time, so
@@ -95,6 +95,7 @@ def extract_features(net, sources: Sequence, pooling: str | None = "avg", batch_
         batch_size: images per model call.
         backend: "keras", "litert" (about twice as fast on a CPU), or None for
             LiteRT when ``ai-edge-litert`` is installed.
+        progress: a progress bar on stderr; None shows one from 64 images on.
 
     Returns:
         A ``Features`` set; ``.vectors`` is float32 (N, D) or (N, h, w, C).
@@ -113,7 +114,7 @@ def extract_features(net, sources: Sequence, pooling: str | None = "avg", batch_
     row = shape if pooling is None else shape[-1:]
     vectors = np.full((len(sources), *row), np.nan, dtype=np.float32)
     errors: list[str | None] = []
-    for batch_errors, maps in stream_batches(net, sources, batch_size, backend):
+    for batch_errors, maps in stream_batches(net, sources, batch_size, backend, progress):
         rows = [len(errors) + i for i, e in enumerate(batch_errors) if e is None]
         if rows:
             vectors[rows] = maps if pooling is None else (maps.mean(axis=(1, 2)) if pooling == "avg"

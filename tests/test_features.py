@@ -53,3 +53,10 @@ def test_loading_features_of_another_model_is_an_error(lite0_headless, tmp_path)
 def test_keras_models_give_feature_vectors_of_their_width():
     net = load_model("vgg16", include_top=False, weights=None)
     assert extract_features(net, list_images(IMAGES)[:2], backend="keras").vectors.shape == (2, 512)
+
+
+def test_progress_bar_on_request_only(lite0_headless, capsys):
+    extract_features(lite0_headless, [IMAGES / "coffee.png"] * 2, progress=True)
+    assert "2/2" in capsys.readouterr().err
+    extract_features(lite0_headless, [IMAGES / "coffee.png"] * 2)
+    assert capsys.readouterr().err == ""
