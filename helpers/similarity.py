@@ -31,9 +31,14 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors
 
 
+def _as_array(features) -> np.ndarray:
+    """The vectors of a ``Features`` set, or the array given."""
+    return np.asarray(features.vectors if hasattr(features, "vectors") else features)
+
+
 def _vectors(features) -> np.ndarray:
     """The (N, D) array of a ``Features`` set or of an array."""
-    vectors = np.asarray(features.vectors if hasattr(features, "vectors") else features)
+    vectors = _as_array(features)
     if vectors.ndim != 2:
         raise ValueError(f"expected feature vectors (N, D), got shape {vectors.shape}: "
                          "extract them with pooling='avg' or 'max'")
@@ -54,7 +59,7 @@ def _vectors_and_names(features, names) -> tuple[np.ndarray, list[str]]:
 
 
 def _one_query(query) -> np.ndarray:
-    query = np.asarray(query.vectors if hasattr(query, "vectors") else query)
+    query = _as_array(query)
     if query.ndim == 2 and len(query) == 1:
         query = query[0]
     if query.ndim != 1:
@@ -80,7 +85,7 @@ def cosine_similarity(queries, gallery) -> np.ndarray:
     >>> cosine_similarity(gallery.vectors[0], gallery).shape
     (13,)
     """
-    queries = np.asarray(queries.vectors if hasattr(queries, "vectors") else queries)
+    queries = _as_array(queries)
     scores = normalize(np.atleast_2d(queries)) @ normalize(_vectors(gallery)).T
     return scores[0] if queries.ndim == 1 else scores
 
@@ -152,7 +157,7 @@ class SimilarityIndex:
             For one query a list of ``(name, score)``; for many, one such list per query.
         """
         _check_top(top)
-        queries = np.asarray(queries.vectors if hasattr(queries, "vectors") else queries)
+        queries = _as_array(queries)
         q = normalize(np.atleast_2d(queries))
         results = []
         for first in range(0, len(q), QUERY_ROWS):
