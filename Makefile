@@ -1,16 +1,17 @@
 VENV := .venv
 PY := $(VENV)/bin/python
-# Quiet TensorFlow: its oneDNN notice is an absl line TF_CPP_MIN_LOG_LEVEL does not silence,
-# and a stored log line would fail nbval. The same setting for tests, outputs and lab keeps numerics identical.
-export TF_CPP_MIN_LOG_LEVEL := 3
-export TF_ENABLE_ONEDNN_OPTS := 0
+# The interpreter that creates the venv: `make test PYTHON=python3.12` picks another (3.11 to 3.13).
+PYTHON ?= python3
+# No TensorFlow settings here: the helpers package quiets TensorFlow itself, so the make, conda
+# and plain-pip routes of the README meet the same environment.
 
-.PHONY: test lab outputs
+.PHONY: test lab outputs lock check-models
 
-$(VENV)/.installed: pyproject.toml
-	test -d $(VENV) || python3 -m venv $(VENV)
+# Every package at the version in requirements.txt, the lock the notebooks' outputs were made with.
+$(VENV)/.installed: pyproject.toml requirements.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -c requirements.txt -e ".[dev,scale]"
 	touch $@
 
 test: $(VENV)/.installed
@@ -21,6 +22,24 @@ test: $(VENV)/.installed
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) notebooks
 
-# Re-execute every notebook in place, with the same environment as the tests.
+# Re-execute every notebook in place, with the same environment as the tests, then drop the
+# per-cell execution timestamps, which would change every stored notebook on every run.
 outputs: $(VENV)/.installed
-	cd notebooks && for nb in *.ipynb; do ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace "$$nb"; done
+	cd notebooks && for nb in *.ipynb; do ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; done
+	$(PY) -c 'import sys, nbformat; \
+		books = [(path, nbformat.read(path, as_version=4)) for path in sys.argv[1:]]; \
+		[cell.metadata.pop("execution", None) for _, book in books for cell in book.cells]; \
+		[nbformat.write(book, path) for path, book in books]' notebooks/*.ipynb
+
+# Every notebook top to bottom with each other offline model in its settings cell (temporary
+# copies; the stored notebooks are untouched). Minutes per model: not part of `make test`.
+check-models: $(VENV)/.installed
+	$(PY) tests/run_notebooks_with_model.py efficientnet_lite1 efficientnet_lite2
+
+# Refresh requirements.txt: the newest versions that resolve on every platform and Python the
+# project supports, one version per package (uv's universal resolution; see its header).
+lock:
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra scale --extra gpu \
+		--universal --python-version 3.11 --fork-strategy fewest --upgrade -o requirements.txt
