@@ -6,7 +6,7 @@ Every dev-set photo gets two edited copies, as users' collections hold them:
 mirrored + cropped to 85% + JPEG quality 60, and 30% brighter + half size.
 A photo and its copies are same-photo pairs; every other pair is different
 photos. Prints the score ranges, precision and recall at candidate thresholds,
-and the threshold to put in ``helpers.models.NEAR_DUPLICATE_THRESHOLDS``.
+to choose the model's ``near_duplicate_threshold`` in its ``helpers.models`` record.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from helpers import edit, extract_features, list_images, load_model  # noqa: E402
+from helpers import DEFAULT_MODEL, edit, extract_features, list_images, load_model  # noqa: E402
 from helpers.similarity import normalize  # noqa: E402
 
 DEV_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample-dev"
@@ -45,7 +45,7 @@ def precision_recall(scores: np.ndarray, same: np.ndarray, threshold: float) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--n", type=int, default=500, help="dev-set photos to use")
     args = parser.parse_args()
     if not DEV_SET.is_dir():

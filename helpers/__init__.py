@@ -1,30 +1,38 @@
 """Helpers for the image-recognition tutorial series: one public API."""
 
-import os
+from .quiet import import_tensorflow_quietly
 
-# Keep TensorFlow's C++ log lines out of notebooks and terminals unless asked for.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# First, before any module imports TensorFlow: its start-up lines would reach terminals and notebooks.
+import_tensorflow_quietly()
 
 from .classify import Classification, classify  # noqa: E402
-from .datasets import LabeledImages, build_texture_dataset, load_labeled_images  # noqa: E402
-from .explain import activations, gradcam, integrated_gradients, occlusion, overlay, smoothgrad  # noqa: E402
+from .datasets import LabeledImages, load_labeled_images  # noqa: E402
+from .explain import EXPLAINERS, activations, gradcam, integrated_gradients, occlusion, smoothgrad  # noqa: E402
+from .faithfulness import (Curve, RandomizationCheck, deletion_curve, insertion_curve, random_heatmap,  # noqa: E402
+                           randomization_check)
 from .features import Features, extract_features, load_features  # noqa: E402
-from .images import ImageLoadError, edit, list_images, load_image, mosaic  # noqa: E402
-from .labels import class_index, decode_predictions  # noqa: E402
-from .models import Net, available_models, load_model, near_duplicate_threshold  # noqa: E402
-from .plots import compare_explanations, overlay_heatmap, show_activations, show_predictions  # noqa: E402
+from .images import ImageLoadError, ImageSource, edit, list_images, load_image, mosaic  # noqa: E402
+from .labels import decode_predictions, imagenet_classes  # noqa: E402
+from .models import DEFAULT_MODEL, MODELS, ModelSpec, Net, available_models, load_model, model_spec  # noqa: E402
+from .plots import compare_explanations, overlay, overlay_heatmap, show_activations, show_predictions  # noqa: E402
 from .similarity import SimilarityIndex, cosine_similarity, find_near_duplicates, rank_by_similarity  # noqa: E402
-from .transfer import base_model, build_classifier, fine_tune, preprocessing_layer  # noqa: E402
+from .transfer import base_model, build_classifier, fine_tune, preprocessing_layer, train_head  # noqa: E402
+# Ray and FAISS are an optional extra: helpers.scale imports them only when called.
+from .scale import (FaissIndex, FeatureExtractor, build_index, extract_features_ray, load_index,  # noqa: E402
+                    read_parquet, recall_at_k, start_ray, write_parquet)
 
 __all__ = [
     "Classification", "classify",
-    "LabeledImages", "build_texture_dataset", "load_labeled_images",
-    "activations", "gradcam", "integrated_gradients", "occlusion", "overlay", "smoothgrad",
+    "LabeledImages", "load_labeled_images",
+    "EXPLAINERS", "activations", "gradcam", "integrated_gradients", "occlusion", "smoothgrad",
+    "Curve", "RandomizationCheck", "deletion_curve", "insertion_curve", "random_heatmap", "randomization_check",
     "Features", "extract_features", "load_features",
-    "ImageLoadError", "edit", "list_images", "load_image", "mosaic",
-    "class_index", "decode_predictions",
-    "Net", "available_models", "load_model", "near_duplicate_threshold",
-    "compare_explanations", "overlay_heatmap", "show_activations", "show_predictions",
+    "ImageLoadError", "ImageSource", "edit", "list_images", "load_image", "mosaic",
+    "decode_predictions", "imagenet_classes",
+    "DEFAULT_MODEL", "MODELS", "ModelSpec", "Net", "available_models", "load_model", "model_spec",
+    "compare_explanations", "overlay", "overlay_heatmap", "show_activations", "show_predictions",
     "SimilarityIndex", "cosine_similarity", "find_near_duplicates", "rank_by_similarity",
-    "base_model", "build_classifier", "fine_tune", "preprocessing_layer",
+    "base_model", "build_classifier", "fine_tune", "preprocessing_layer", "train_head",
+    "FaissIndex", "FeatureExtractor", "build_index", "extract_features_ray", "load_index",
+    "read_parquet", "recall_at_k", "start_ray", "write_parquet",
 ]

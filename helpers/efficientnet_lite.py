@@ -25,10 +25,7 @@ STAGES = {
     "efficientnet_lite2": [(3, 1, 1, 16, 1), (3, 2, 6, 24, 3), (5, 2, 6, 48, 3), (3, 2, 6, 88, 4),
                            (5, 1, 6, 120, 4), (5, 2, 6, 208, 5), (3, 1, 6, 352, 1)],
 }
-INPUT_SIZE = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
 HEAD = "head_conv"
-# For Grad-CAM: the head's activation, as the Keras models' entries ("top_activation", "out_relu").
-LAST_CONV_LAYER = f"{HEAD}_relu"
 
 
 def preprocess(batch: np.ndarray) -> np.ndarray:
@@ -42,9 +39,9 @@ def _conv_bn(x, filters, kernel, stride, name, activation=True):
     return layers.ReLU(6.0, name=f"{name}_relu")(x) if activation else x
 
 
-def build(variant: str = "efficientnet_lite0", include_top: bool = True) -> keras.Model:
-    """The architecture with random weights; ``load_weights`` fills them."""
-    size = INPUT_SIZE[variant]
+def build(variant: str, size: int, include_top: bool = True) -> keras.Model:
+    """The architecture of ``variant`` (a key of ``STAGES``) for ``size`` x ``size`` inputs,
+    with random weights; ``load_weights`` fills them."""
     inputs = keras.Input((size, size, 3), name="image")
     x = _conv_bn(inputs, 32, 3, 2, "stem_conv")
     block = 0

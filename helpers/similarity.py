@@ -6,8 +6,6 @@ from typing import Sequence
 
 import numpy as np
 
-from .models import near_duplicate_threshold
-
 BLOCK_ROWS = 65536  # gallery rows per matrix product: 320 MB of 1280-d float32 vectors
 QUERY_ROWS = 1024  # queries per pass over the gallery: scores of 1024 x 65536 are 256 MB
 SCORES_BYTES = 256 * 2**20  # find_near_duplicates compares this much of the score matrix at a time
@@ -177,32 +175,34 @@ class SimilarityIndex:
         return [[(self.names[i[o]], float(v[o])) for o in row] for row, v, i in zip(order, values, indices)]
 
 
-def find_near_duplicates(features, names: Sequence[str] | None = None,
-                         threshold: float | None = None) -> list[tuple[str, str, float]]:
+def find_near_duplicates(features, threshold: float,
+                         names: Sequence[str] | None = None) -> list[tuple[str, str, float]]:
     """Pairs of images whose cosine similarity is at least ``threshold``, highest first.
 
     Compares every pair, a block of rows at a time (about 256 MB of scores), so
     memory does not grow with N x N.
 
     Args:
-        features: a ``Features`` set (average-pooled), or an array (N, D) with ``names``.
+        features: a ``Features`` set, or an array (N, D) with ``names``.
+        threshold: the least cosine similarity of a pair: the model's calibrated one,
+            ``net.spec.near_duplicate_threshold`` (for average-pooled features).
         names: one name per row (the set's sources when omitted).
-        threshold: None uses the one calibrated for the set's model
-            (``near_duplicate_threshold``); required for a plain array.
 
     Returns:
         ``(name_a, name_b, score)`` with a before b in input order.
 
-    >>> find_near_duplicates(extract_features(load_model(include_top=False), list_images("images")))
+    >>> net = load_model(include_top=False)
+    >>> find_near_duplicates(extract_features(net, list_images("images")), net.spec.near_duplicate_threshold)
     [('images/flower.jpg', 'images/花.jpg', 1.0), ('images/motorcycle_left.png', 'images/motorcycle_right.png', 0.89)]
     """
     if threshold is None:
-        if not hasattr(features, "model"):
-            raise ValueError("pass threshold=, or a Features set whose model has a calibrated threshold")
-        if features.pooling != "avg":
-            raise ValueError(f"the calibrated thresholds are for pooling='avg', not {features.pooling!r}: "
-                             "pass threshold=")
-        threshold = near_duplicate_threshold(features.model)
+        raise ValueError("threshold is None: this model has no calibrated near-duplicate threshold "
+                         "(net.spec.near_duplicate_threshold); pass a number, e.g. 0.8, and check the pairs it finds")
+    if getattr(features, "precision", "float32") != "float32":
+        # int8 moves vectors by a cosine of about 0.006 on average: as much as the calibrated thresholds have to spare.
+        raise ValueError(f"these features are {features.precision}: the near-duplicate thresholds are calibrated on "
+                         "float32 features; extract with precision='float32', or pass features.vectors with "
+                         "names=features.sources and a threshold you checked on your own photos")
     vectors, names = _vectors_and_names(features, names)
     unit = normalize(vectors)
     block_rows = max(1, SCORES_BYTES // (4 * max(len(unit), 1)))

@@ -17,9 +17,11 @@ import keras
 import numpy as np
 from keras import layers
 
-from . import efficientnet_lite
+from .models import MODELS
 
 LOSS = "sparse_categorical_crossentropy"
+# Adam's learning rate for a new head, whether the base is frozen or being fine-tuned.
+HEAD_LEARNING_RATE = 1e-3
 
 
 def preprocessing_layer(net) -> layers.Layer:
@@ -62,14 +64,16 @@ def preprocessing_layer(net) -> layers.Layer:
     return dense
 
 
-def build_classifier(net, num_classes: int, dropout: float = 0.2, learning_rate: float = 1e-3) -> keras.Model:
+def build_classifier(net, num_classes: int, dropout: float = 0.2,
+                     learning_rate: float = HEAD_LEARNING_RATE) -> keras.Model:
     """A compiled classifier for new classes: preprocessing, the frozen base, a new head.
 
     ``image (0-255) -> preprocess -> base(training=False) -> average pool ->
     dropout -> dense softmax``. The base is a copy of ``net.model`` with all its
     weights frozen, so training the classifier changes neither it nor ``net``.
     It is compiled with Adam at ``learning_rate``, sparse categorical cross-entropy
-    (integer labels) and accuracy: train it with ``model.fit``.
+    (integer labels) and accuracy: train it with ``train_head`` (fast, with early
+    stopping) or ``model.fit``.
 
     Args:
         net: a headless model, from ``load_model(name, include_top=False)``.
@@ -82,7 +86,7 @@ def build_classifier(net, num_classes: int, dropout: float = 0.2, learning_rate:
         RGB 0-255, to class probabilities (batch, num_classes).
 
     >>> model = build_classifier(load_model(include_top=False), num_classes=3)
-    >>> model.fit(images, labels, epochs=3, verbose=0)
+    >>> model.fit(images, labels, epochs=3, verbose=0)  # or train_head(model, ...)
     """
     if len(net.model.output.shape) != 4:
         raise ValueError(f"{net.name} outputs shape {tuple(net.model.output.shape)}, not feature maps: "
@@ -117,44 +121,143 @@ def base_model(model: keras.Model) -> keras.Model:
     return bases[0]
 
 
-def _default_from_layer(base: keras.Model) -> str:
-    """The last block of an EfficientNet-Lite: with the head conv after it, its top."""
-    if base.name not in efficientnet_lite.STAGES:
-        raise ValueError(f"{base.name}: pass from_layer=, the name of the first layer to train; "
-                         f"the base's last layers are {', '.join(layer.name for layer in base.layers[-8:])}")
-    blocks = sum(repeats for *_, repeats in efficientnet_lite.STAGES[base.name])
-    return f"block{blocks - 1}_expand"
+def _outputs(model: keras.Model, images: np.ndarray, batch_size: int):
+    """``model``'s output(s) for the images as numpy, by direct calls in batches.
+
+    Not ``model.predict``: each new model would trace a new function, and TensorFlow warns about retracing.
+    """
+    parts = [model(images[i:i + batch_size], training=False) for i in range(0, len(images), batch_size)]
+    return keras.tree.map_structure(lambda *batches: np.concatenate([np.asarray(b) for b in batches]), *parts)
+
+
+def _fit_on_cached(below: keras.Model, above: keras.Model, images, labels, validation_data, optimizer,
+                   epochs: int, patience: int, batch_size: int) -> keras.callbacks.History:
+    """Fit ``above`` on what the frozen ``below`` makes of the images, computed once.
+
+    With validation data, stops once the validation loss has not improved for
+    ``patience`` epochs and keeps the weights of the best epoch.
+    """
+    inputs = _outputs(below, images, batch_size)
+    callbacks, validation = [], None
+    if validation_data is not None:
+        validation = (_outputs(below, validation_data[0], batch_size), validation_data[1])
+        callbacks = [keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True)]
+    above.compile(optimizer=optimizer, loss=LOSS, metrics=["accuracy"])
+    return above.fit(inputs, labels, epochs=epochs, batch_size=batch_size, validation_data=validation,
+                     callbacks=callbacks, verbose=0)
+
+
+def _head(model: keras.Model, x, first: str = "avg_pool"):
+    """Apply the layers of ``build_classifier``'s head, from ``first`` on, to ``x``."""
+    names = ["avg_pool", "dropout", "classes"]
+    for name in names[names.index(first):]:
+        x = model.get_layer(name)(x)
+    return x
+
+
+def train_head(model: keras.Model, images: np.ndarray, labels: np.ndarray,
+               validation_data: tuple[np.ndarray, np.ndarray], learning_rate: float = HEAD_LEARNING_RATE,
+               epochs: int = 200, patience: int = 10, batch_size: int = 16) -> keras.callbacks.History:
+    """Train the new head on the frozen base to convergence, with early stopping.
+
+    The base is frozen and runs in inference mode, so its pooled output for a
+    photo is the same in every epoch: it is computed once, and the dropout and
+    dense layers train on it alone. That is the training ``model.fit`` would do
+    on the photos, at a fraction of the cost, so many epochs are cheap. Training
+    stops once the validation loss has not improved for ``patience`` epochs, and
+    the head keeps the weights of its best epoch. Never pass the test photos as
+    validation data: the epoch is chosen by them.
+
+    Args:
+        model: from ``build_classifier``.
+        images: float32 (N, *net.input_size, 3), RGB 0-255.
+        labels: int (N,), class indices.
+        validation_data: ``(images, labels)`` of photos kept out of training.
+        learning_rate: Adam's learning rate for the head.
+        epochs: the most epochs to run.
+        patience: epochs without a lower validation loss before stopping.
+        batch_size: photos per step.
+
+    Returns:
+        The ``History`` of the fit: ``history.history["val_loss"]`` has one value per epoch run.
+
+    >>> history = train_head(model, train.images, train.labels, (val.images, val.labels))
+    """
+    below = keras.Model(model.input, model.get_layer("avg_pool").output)
+    pooled = keras.Input(below.output.shape[1:])
+    above = keras.Model(pooled, _head(model, pooled, first="dropout"))
+    optimizer = keras.optimizers.Adam(learning_rate)
+    history = _fit_on_cached(below, above, images, labels, validation_data, optimizer, epochs, patience, batch_size)
+    # The model's own optimizer now holds the head's training state, so a saved model reloads it as it is.
+    model.compile(optimizer=optimizer, loss=LOSS, metrics=["accuracy"])
+    return history
+
+
+def _two_rates(learning_rate: float, head_learning_rate: float) -> keras.optimizers.Optimizer:
+    """Adam at ``head_learning_rate`` for the head ("classes"), at ``learning_rate`` for the base."""
+    rates = keras.optimizers.OptimizerMap(keras.optimizers.Adam(learning_rate),
+                                          {"classes/.*": keras.optimizers.Adam(head_learning_rate)})
+    return keras.optimizers.MultiOptimizer(rates)
+
+
+def _split(base: keras.Model, start: int) -> tuple[keras.Model, keras.Model]:
+    """The base as two models, cut where ``base.layers[start:]`` begin: (frozen part, trained part).
+
+    The cut is every tensor that a layer before ``start`` makes and a layer
+    from ``start`` on reads (one for most bases; four for InceptionV3's last block).
+    """
+    made_by = {id(layer.output): i for i, layer in enumerate(base.layers)}
+    cut = {id(t): t for layer in base.layers[start:] for t in keras.tree.flatten(layer.input)
+           if made_by.get(id(t), start) < start}
+    tensors = list(cut.values())
+    return keras.Model(base.input, tensors), keras.Model(tensors, base.output)
 
 
 def fine_tune(model: keras.Model, images: np.ndarray, labels: np.ndarray, from_layer: str | None = None,
-              learning_rate: float = 1e-5, epochs: int = 2, batch_size: int = 16,
-              validation_data: tuple[np.ndarray, np.ndarray] | None = None) -> keras.callbacks.History:
-    """Train the top of the base together with the head, at a low learning rate.
+              learning_rate: float = 1e-5, head_learning_rate: float = HEAD_LEARNING_RATE, epochs: int = 10,
+              batch_size: int = 16, validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+              patience: int = 3) -> keras.callbacks.History:
+    """Train the top of the base together with the head: the base slowly, the head at its own rate.
 
     Unfreezes the base's layers from ``from_layer`` to its end, except
     BatchNormalization layers: their scale and offset stay frozen, and the base
-    runs with ``training=False``, so their moving statistics stay too. Then
-    recompiles with Adam at ``learning_rate`` (low, so the pretrained weights
-    move a little) and fits. Train the head first (``model.fit``): a random
-    head would send large gradients into the base.
+    runs with ``training=False``, so their moving statistics stay too. Adam
+    moves the base's weights at ``learning_rate`` (low, so the pretrained
+    features change a little) and the head's at ``head_learning_rate`` (one
+    optimizer for each, ``keras.optimizers.MultiOptimizer``). The layers below
+    ``from_layer`` stay frozen, so their output is computed once and the epochs
+    run only the top. With ``validation_data``, training stops once the
+    validation loss has not improved for ``patience`` epochs and keeps the
+    weights of the best epoch. Train the head first (``train_head``): a random
+    head would send large gradients into the base. Afterwards the model is
+    compiled with the same two rates, so ``model.fit`` goes on the same way.
 
     Args:
         model: from ``build_classifier``, its head trained.
         images: float32 (N, *net.input_size, 3), RGB 0-255.
         labels: int (N,), class indices.
-        from_layer: the first base layer to train. None: for EfficientNet-Lite
-            its last block ("block15_expand" for Lite0), which with the head
-            conv after it makes the top; for other bases, name one.
-        learning_rate: Adam's learning rate.
-        epochs, batch_size, validation_data: as for ``model.fit``.
+        from_layer: the first base layer to train. None: the registry's
+            ``fine_tune_from`` for the base, its last block ("block15_expand"
+            for Lite0), which with the layers after it makes the top.
+        learning_rate: Adam's learning rate for the base's layers.
+        head_learning_rate: Adam's learning rate for the head's dense layer.
+        epochs: the most epochs to run.
+        batch_size: photos per step.
+        validation_data: ``(images, labels)`` kept out of training, for early stopping.
+        patience: epochs without a lower validation loss before stopping.
 
     Returns:
         The ``History`` of the fit.
 
-    >>> history = fine_tune(model, train.images, train.labels, epochs=2)
+    >>> history = fine_tune(model, train.images, train.labels, validation_data=(val.images, val.labels))
     """
     base = base_model(model)
-    from_layer = from_layer or _default_from_layer(base)
+    if from_layer is None:
+        if base.name not in MODELS:
+            raise ValueError(f"{base.name} is not a registry model: pass from_layer=, the name of the first "
+                             f"layer to train; the base's last layers are "
+                             f"{', '.join(layer.name for layer in base.layers[-8:])}")
+        from_layer = MODELS[base.name].fine_tune_from
     names = [layer.name for layer in base.layers]
     if from_layer not in names:
         raise ValueError(f"from_layer={from_layer!r} is not a layer of {base.name}; "
@@ -163,6 +266,13 @@ def fine_tune(model: keras.Model, images: np.ndarray, labels: np.ndarray, from_l
     start = names.index(from_layer)
     for i, layer in enumerate(base.layers):
         layer.trainable = i >= start and not isinstance(layer, layers.BatchNormalization)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=LOSS, metrics=["accuracy"])
-    return model.fit(images, labels, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-                     verbose=0)
+    frozen, top = _split(base, start)
+    below = keras.Model(model.input, frozen(model.get_layer("preprocess").output, training=False))
+    cut = [keras.Input(t.shape[1:]) for t in keras.tree.flatten(frozen.output)]
+    # training=False: BatchNorm in the top keeps using its moving statistics, as in the whole model.
+    above = keras.Model(cut, _head(model, top(cut, training=False)))
+    history = _fit_on_cached(below, above, images, labels, validation_data,
+                             _two_rates(learning_rate, head_learning_rate), epochs, patience, batch_size)
+    model.compile(optimizer=_two_rates(learning_rate, head_learning_rate), loss=LOSS, metrics=["accuracy"])
+    model.optimizer.build(model.trainable_variables)  # so that a saved model's optimizer state matches on reload
+    return history

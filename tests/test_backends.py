@@ -1,22 +1,14 @@
 import logging
+import shutil
 
 import keras
 import numpy as np
 import pytest
 
-from helpers import Net, classify, extract_features, list_images, load_image, load_model
+from helpers import classify, decode_predictions, extract_features, list_images, load_image, load_model
 from helpers import backends
 from helpers.backends import LiteRTModel, predictor
-from conftest import DEV, IMAGES, run_cli
-
-
-def _tiny_model(seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)
-    x = keras.layers.BatchNormalization()(x)
-    outputs = keras.layers.Dense(5, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
-    return keras.Model(inputs, outputs, name="tiny")
+from conftest import DEV, IMAGES
 
 
 def test_litert_agrees_with_keras_on_the_photos(lite0):
@@ -45,8 +37,8 @@ def test_a_keras_registry_model_converts_and_agrees(tmp_path):
     np.testing.assert_allclose(fast, net.model.predict(batch, verbose=0), atol=1e-5)
 
 
-def test_conversion_is_cached_and_a_bad_cache_file_is_rebuilt(tmp_path, monkeypatch, caplog):
-    model = _tiny_model()
+def test_conversion_is_cached_and_a_bad_cache_file_is_rebuilt(tiny_net, tmp_path, monkeypatch, caplog):
+    model = tiny_net().model
     batch = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
     first = LiteRTModel(model, cache=tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == [first.path.name]
@@ -54,7 +46,7 @@ def test_conversion_is_cached_and_a_bad_cache_file_is_rebuilt(tmp_path, monkeypa
 
     calls = []
     convert = backends._convert
-    monkeypatch.setattr(backends, "_convert", lambda m: calls.append(m) or convert(m))
+    monkeypatch.setattr(backends, "_convert", lambda m, *rest: calls.append(m) or convert(m, *rest))
     np.testing.assert_allclose(LiteRTModel(model, cache=tmp_path)(batch), first(batch))
     assert calls == []  # loaded from the cache
 
@@ -64,7 +56,7 @@ def test_conversion_is_cached_and_a_bad_cache_file_is_rebuilt(tmp_path, monkeypa
     assert len(calls) == 1 and "rebuilding" in caplog.text
     np.testing.assert_allclose(rebuilt(batch), model.predict(batch, verbose=0), atol=1e-5)
 
-    other = LiteRTModel(_tiny_model(seed=7), cache=tmp_path)  # another model's file under this name: stale
+    other = LiteRTModel(tiny_net(seed=7).model, cache=tmp_path)  # another model's file under this name: stale
     first.path.write_bytes(other.path.read_bytes())
     np.testing.assert_allclose(LiteRTModel(model, cache=tmp_path)(batch), model.predict(batch, verbose=0), atol=1e-5)
     assert len(calls) == 3  # 'other' and the stale one were converted
@@ -83,12 +75,6 @@ def test_without_litert_keras_is_used_with_one_log_line(lite0, monkeypatch, capl
         predictor(lite0, "litert")
     with pytest.raises(ValueError, match="backend must be one of keras, litert"):
         predictor(lite0, "onnx")
-
-
-def test_cli_backend_option():
-    run = run_cli("classify", str(IMAGES / "coffee.png"), "--top", "1", "--backend", "keras")
-    assert run.returncode == 0 and "espresso" in run.stdout
-    assert run_cli("classify", str(IMAGES / "coffee.png"), "--backend", "onnx").returncode == 2
 
 
 @pytest.mark.skipif(not DEV.is_dir(), reason="dev data ../shared/data/imagenet-sample-dev is absent")
@@ -111,17 +97,20 @@ def test_litert_matches_keras_on_the_dev_set(lite0, lite0_headless):
     assert cosine.min() >= 0.9999
 
 
-def test_conversion_prints_and_logs_nothing(tmp_path, capsys, caplog):
-    # Notebooks store whatever a cell prints: a first conversion must stay silent.
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_conversion_prints_and_logs_nothing(tiny_net, tmp_path, capsys, caplog, recwarn, precision):
+    # Notebooks store whatever a cell prints or warns: a first conversion must stay silent.
+    net = tiny_net()
     with caplog.at_level(logging.INFO):
-        LiteRTModel(_tiny_model(), cache=tmp_path)
+        LiteRTModel(net.model, cache=tmp_path, precision=precision, preprocess=net.preprocess)
     assert capsys.readouterr() == ("", "")
+    assert [str(w.message) for w in recwarn if issubclass(w.category, UserWarning)] == []
     assert [r.getMessage() for r in caplog.records] == []
 
 
-def test_changed_weights_are_converted_again(tmp_path, monkeypatch):
+def test_changed_weights_are_converted_again(tiny_net, tmp_path, monkeypatch):
     monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))
-    net = Net("tiny", _tiny_model(), (32, 32), lambda batch: np.asarray(batch, np.float32) / 255, "")
+    net = tiny_net()
     batch = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     before = predictor(net, "litert")(batch)
     net.model.set_weights([w * 0.5 for w in net.model.get_weights()])
@@ -130,10 +119,101 @@ def test_changed_weights_are_converted_again(tmp_path, monkeypatch):
     np.testing.assert_allclose(after, net.model.predict(batch, verbose=0), atol=1e-5)
 
 
-def test_an_unwritable_cache_keeps_the_conversion_in_memory(tmp_path, caplog):
+def test_an_unwritable_cache_keeps_the_conversion_in_memory(tiny_net, tmp_path, caplog):
     blocked = tmp_path / "file"
     blocked.write_text("a file where the cache folder should be")
     with caplog.at_level(logging.WARNING, logger="helpers"):
-        fast = LiteRTModel(_tiny_model(), cache=blocked / "litert")
+        fast = LiteRTModel(tiny_net().model, cache=blocked / "litert")
     assert "keeping it in memory" in caplog.text
     assert fast(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 5)
+
+
+def test_int8_is_cached_under_its_own_name_and_a_wrong_file_is_rebuilt(tiny_net, tmp_path, monkeypatch, caplog):
+    net = tiny_net()
+    calls = []
+    convert = backends._convert
+    monkeypatch.setattr(backends, "_convert", lambda m, *rest: calls.append(m) or convert(m, *rest))
+    fast = LiteRTModel(net.model, cache=tmp_path)
+    small = LiteRTModel(net.model, cache=tmp_path, precision="int8", preprocess=net.preprocess)
+    assert small.path.name.startswith(fast.path.stem + "-int8-") and len(calls) == 2
+    photos = net.preprocess(backends.calibration_images((32, 32))[5::7].astype(np.float32))
+    expected = net.model.predict(photos, verbose=0)
+    assert backends.int8_matches(small(photos), expected)
+    assert not np.allclose(small(photos), expected, atol=1e-5)  # really rounded: not the float model
+    LiteRTModel(net.model, cache=tmp_path, precision="int8", preprocess=net.preprocess)
+    assert len(calls) == 2  # loaded from the cache
+
+    small.path.write_bytes(fast.path.read_bytes())  # the float model under the int8 name: not int8
+    with caplog.at_level(logging.WARNING, logger="helpers"):
+        LiteRTModel(net.model, cache=tmp_path, precision="int8", preprocess=net.preprocess)
+    assert len(calls) == 3 and "rebuilding" in caplog.text
+    other = LiteRTModel(tiny_net(seed=7).model, cache=tmp_path, precision="int8", preprocess=net.preprocess)
+    small.path.write_bytes(other.path.read_bytes())  # other weights' int8 file under this name
+    rebuilt = LiteRTModel(net.model, cache=tmp_path, precision="int8", preprocess=net.preprocess)
+    assert len(calls) == 5 and backends.int8_matches(rebuilt(photos), expected)
+
+
+def test_the_calibration_photos_are_part_of_the_int8_key(tiny_net, tmp_path, monkeypatch):
+    net = tiny_net()
+    first = LiteRTModel(net.model, cache=tmp_path, precision="int8", preprocess=net.preprocess)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("coffee.png", "chelsea.png"):
+        shutil.copy(IMAGES / name, photos / name)
+    monkeypatch.setattr(backends, "CALIBRATION_PHOTOS", photos)
+    second = LiteRTModel(net.model, cache=tmp_path, precision="int8", preprocess=net.preprocess)
+    assert second.path != first.path and second.path.is_file()
+
+
+def test_calibration_images_are_fixed_crops_and_skip_copies(tmp_path):
+    shutil.copy(IMAGES / "coffee.png", tmp_path / "a.png")
+    one = backends.calibration_images((32, 32), tmp_path)
+    shutil.copy(IMAGES / "coffee.png", tmp_path / "b.png")  # the same photo under another name
+    again = backends.calibration_images((32, 32), tmp_path)
+    # 600x400: 3 squares of the whole height, 9 of 60% of it, each also mirrored
+    assert one.dtype == np.uint8 and one.shape == (24, 32, 32, 3)
+    np.testing.assert_array_equal(one, again)
+    np.testing.assert_array_equal(one[1], one[0][:, ::-1])
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        backends.calibration_images((32, 32), tmp_path / "missing")
+
+
+def test_int8_needs_litert_and_a_known_precision(tiny_net, monkeypatch):
+    net = tiny_net()
+    with pytest.raises(ValueError, match="precision must be one of float32, int8"):
+        predictor(net, precision="float16")
+    with pytest.raises(ValueError, match="runs on LiteRT only"):
+        predictor(net, "keras", precision="int8")
+    monkeypatch.setattr(backends, "litert_available", lambda: False)
+    with pytest.raises(RuntimeError, match="pip install ai-edge-litert"):
+        predictor(net, precision="int8")
+
+
+def test_int8_agrees_with_float_on_photos_it_was_not_calibrated_on(lite0):
+    animals = list_images(IMAGES / "animals")  # calibration uses the photos of images/ itself
+    batch = lite0.preprocess(np.stack([load_image(f, size=lite0.input_size) for f in animals]))
+    small, fast = predictor(lite0, "litert", "int8")(batch), predictor(lite0, "litert")(batch)
+    assert np.mean(small.argmax(1) == fast.argmax(1)) >= 0.9
+    assert backends.int8_matches(small, fast)
+
+
+@pytest.mark.skipif(not DEV.is_dir(), reason="dev data ../shared/data/imagenet-sample-dev is absent")
+def test_int8_is_within_a_point_of_float_on_the_dev_set(lite0, lite0_headless):
+    files = list_images(DEV)
+    truth = np.array([f.name.split("_")[0] for f in files])
+    outputs, features = {"float32": [], "int8": []}, {"float32": [], "int8": []}
+    for start in range(0, len(files), 50):
+        x = lite0.preprocess(np.stack([load_image(f, size=lite0.input_size) for f in files[start:start + 50]]))
+        for precision in outputs:
+            outputs[precision].append(predictor(lite0, "litert", precision)(x))
+            features[precision].append(predictor(lite0_headless, "litert", precision)(x).mean(axis=(1, 2)))
+    top1 = {p: np.array([d[0][0] for d in decode_predictions(np.concatenate(o), top=1)])
+            for p, o in outputs.items()}
+    accuracy = {p: float(np.mean(t == truth)) for p, t in top1.items()}
+    agree = float(np.mean(top1["float32"] == top1["int8"]))
+    a, b = (np.concatenate(v) / np.linalg.norm(np.concatenate(v), axis=1, keepdims=True) for v in features.values())
+    cosine = np.sum(a * b, axis=1)
+    print(f"dev top-1 float32 {accuracy['float32']:.3f}, int8 {accuracy['int8']:.3f}, agreement {agree:.3f}; "
+          f"feature cosine mean {cosine.mean():.4f}, min {cosine.min():.4f}")
+    assert accuracy["int8"] >= accuracy["float32"] - 0.01 and agree >= 0.97
+    assert cosine.mean() >= 0.99

@@ -2,9 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import Net, load_model, mosaic
-from helpers.explain import activations, gradcam, integrated_gradients, occlusion, overlay, smoothgrad
-from conftest import IMAGES, run_cli
+from helpers import Net, build_classifier, imagenet_classes, load_image, load_model, mosaic
+from helpers.explain import EXPLAINERS, activations, gradcam, occlusion
+from conftest import IMAGES, tiny_spec
 
 # Tiles of the 2x2 mosaic, row by row, and the class each one shows.
 TILES = ["chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png"]
@@ -12,13 +12,14 @@ CLASSES = ["Egyptian_cat", "espresso", "missile", "moped"]
 QUARTERS = [(slice(0, 112), slice(0, 112)), (slice(0, 112), slice(112, 224)),
             (slice(112, 224), slice(0, 112)), (slice(112, 224), slice(112, 224))]
 
-# Small settings: these tests check plumbing and behaviour, not pretty pictures.
-EXPLAINERS = {
-    "gradcam": lambda net, image, target=None: gradcam(net, image, target),
-    "occlusion": lambda net, image, target=None: occlusion(net, image, target, patch=net.input_size[0] // 2),
-    "smoothgrad": lambda net, image, target=None: smoothgrad(net, image, target, samples=2),
-    "integrated_gradients": lambda net, image, target=None: integrated_gradients(net, image, target, steps=2),
-}
+
+
+def explain(method, net, image, target=None):
+    """``EXPLAINERS[method]`` with small settings: these tests check plumbing and behaviour, not pretty pictures."""
+    size = net.input_size[0] if isinstance(net, Net) else net.inputs[0].shape[1]
+    small = {"occlusion": {"patch": size // 2}, "smoothgrad": {"samples": 2},
+             "integrated_gradients": {"steps": 2}}
+    return EXPLAINERS[method](net, image, target, **small.get(method, {}))
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def _assert_heatmap(heatmap, shape):
 @pytest.mark.parametrize("method", EXPLAINERS)
 def test_heatmaps_are_the_size_of_the_photo_and_0_1(lite0, method):
     # chelsea.png is 451 x 300: the heatmap comes back at the photo's size, not the model's.
-    heatmap = EXPLAINERS[method](lite0, IMAGES / "chelsea.png")
+    heatmap = explain(method, lite0, IMAGES / "chelsea.png")
     _assert_heatmap(heatmap, (300, 451))
     assert heatmap.max() > 0.9  # the strongest evidence is near 1 (after resizing)
 
@@ -48,7 +49,7 @@ def test_keras_registry_models_give_image_sized_heatmaps(name):
     net = load_model(name, weights=None)  # random weights: only the plumbing is checked
     image = np.random.default_rng(0).uniform(0, 255, (150, 200, 3)).astype(np.float32)
     for method in (["gradcam", "smoothgrad"] if name != "mobilenet_v2" else EXPLAINERS):
-        _assert_heatmap(EXPLAINERS[method](net, image, 1), (150, 200))
+        _assert_heatmap(explain(method, net, image, 1), (150, 200))
 
 
 def test_gradcam_pointing_game(lite0, four_tiles):
@@ -99,27 +100,66 @@ def test_activations_per_layer_in_the_order_asked(lite0):
 
 
 def _tiny(model):
-    return Net("tiny", model, (32, 32), lambda batch: np.asarray(batch, np.float32) / 255.0, "conv")
+    return Net(model, tiny_spec(preprocess=lambda batch: np.asarray(batch, np.float32) / 255.0, last_conv_layer="conv"))
 
 
-def _head(x):
-    return keras.layers.Dense(5, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+def _tiny_classifiers(base, wrap):
+    """A 5-class head on ``base`` twice: in one graph with it, and with ``base`` nested as one
+    layer of a functional (``wrap="functional"``, as transfer learning does) or a Sequential
+    model. The head's layers are shared, so both compute the same function."""
+    pool, dense = keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5, activation="softmax")
+    flat = keras.Model(base.input, dense(pool(base.output)), name="flat")
+    if wrap == "sequential":
+        return flat, keras.Sequential([keras.Input((32, 32, 3)), base, pool, dense], name="sequential")
+    image = keras.Input((32, 32, 3))
+    return flat, keras.Model(image, dense(pool(base(image, training=False))), name="functional")
 
 
-def test_nested_model_error_says_how_to_rebuild_and_gradient_methods_still_work():
-    inputs = keras.Input((32, 32, 3))
-    base = keras.Model(inputs, keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs), name="base")
-    outer = keras.Input((32, 32, 3))
-    net = _tiny(keras.Model(outer, _head(base(outer)), name="classifier"))
-    image = np.full((40, 50, 3), 100, np.float32)
-    with pytest.raises(ValueError, match="inside 'base', which is a model nested .* keras.Model\\(base.input"):
-        gradcam(net, image)
-    with pytest.raises(ValueError, match="layer 'base' is a model nested"):
-        activations(net, image, "base")
-    for method in ["occlusion", "smoothgrad", "integrated_gradients"]:
-        assert EXPLAINERS[method](net, image).shape == (40, 50)
-    # Rebuilt as one graph, as the error suggests, Grad-CAM works.
-    assert gradcam(_tiny(keras.Model(base.input, _head(base.output))), image).shape == (40, 50)
+@pytest.mark.parametrize("wrap", ["functional", "sequential"])
+def test_a_nested_base_is_explained_as_if_it_were_one_graph(tiny_net, wrap):
+    flat, nested = _tiny_classifiers(tiny_net(top=False).model, wrap)
+    image = np.random.default_rng(0).uniform(0, 255, (40, 50, 3)).astype(np.float32)
+    # No layer named: the last spatial layer, found inside the nested base.
+    np.testing.assert_allclose(gradcam(nested, image, 2), gradcam(flat, image, 2, layer="conv1_relu"), atol=1e-5)
+    np.testing.assert_allclose(gradcam(nested, image, 2, layer="conv0_relu"),
+                               gradcam(flat, image, 2, layer="conv0_relu"), atol=1e-5)
+    inner, outer = activations(nested, image, ["conv0", "conv1_relu"]), activations(flat, image, ["conv0", "conv1_relu"])
+    for name in outer:
+        np.testing.assert_allclose(inner[name], outer[name], atol=1e-5)
+    for method in EXPLAINERS:
+        np.testing.assert_allclose(explain(method, nested, image, 3), explain(method, flat, image, 3), atol=1e-5)
+
+
+def test_gradcam_on_build_classifier_points_at_the_right_photo(lite0, lite0_headless, four_tiles):
+    # A new head made of the ImageNet classifier's own weights for the four tiles' classes:
+    # the nested base must then see each class in its tile, as the flat ImageNet model does.
+    columns = [[label for _, label in imagenet_classes()].index(label) for label in CLASSES]
+    model = build_classifier(lite0_headless, len(CLASSES))
+    kernel, bias = lite0.model.get_layer("predictions").get_weights()
+    model.get_layer("classes").set_weights([kernel[:, columns], bias[columns]])
+    x = load_image(four_tiles, size=lite0.input_size, crop=None)[None]
+    expected = lite0.model(lite0.preprocess(x)).numpy()[0, columns]
+    np.testing.assert_allclose(model(x).numpy()[0], expected / expected.sum(), atol=1e-4)
+    for tile in range(len(CLASSES)):
+        heatmap = gradcam(model, four_tiles, tile)
+        _assert_heatmap(heatmap, (224, 224))
+        mass = _tile_means(heatmap) / _tile_means(heatmap).sum()
+        assert mass[tile] > 0.5, f"{CLASSES[tile]}: {mass.round(2)}"
+
+
+def test_a_plain_registry_model_gets_its_preprocessing(lite0):
+    coffee = IMAGES / "coffee.png"
+    np.testing.assert_allclose(gradcam(lite0.model, coffee, "espresso"), gradcam(lite0, coffee, "espresso"), atol=1e-5)
+
+
+def test_what_is_not_a_fixed_size_image_model_is_refused_with_a_reason():
+    with pytest.raises(TypeError, match="expected a Net from load_model or a keras.Model, got str"):
+        gradcam("efficientnet_lite0", np.zeros((32, 32, 3)))
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(x))
+    with pytest.raises(ValueError, match=r"needs a fixed image size.*keras.Input\(\(height, width, 3\)\)"):
+        gradcam(model, np.zeros((32, 32, 3)))
 
 
 def test_sequential_model_works():
@@ -127,18 +167,7 @@ def test_sequential_model_works():
                               keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5, activation="softmax")])
     image = np.random.default_rng(0).uniform(0, 255, (40, 50, 3)).astype(np.float32)
     for method in EXPLAINERS:
-        assert EXPLAINERS[method](_tiny(model), image).shape == (40, 50)
-
-
-def test_overlay_blends_into_uint8_and_checks_the_size():
-    image = np.full((20, 30, 3), 200, np.float32)
-    heatmap = np.zeros((20, 30), np.float32)
-    blended = overlay(image, heatmap, alpha=0.0)
-    assert blended.dtype == np.uint8 and blended.shape == (20, 30, 3)
-    np.testing.assert_array_equal(blended, 200)
-    assert not np.array_equal(overlay(image, heatmap + 1, alpha=0.5), overlay(image, heatmap, alpha=0.5))
-    with pytest.raises(ValueError, match="heatmap of shape \\(7, 7\\) does not fit an image of shape \\(20, 30, 3\\)"):
-        overlay(image, np.zeros((7, 7)))
+        assert explain(method, _tiny(model), image).shape == (40, 50)
 
 
 def test_model_without_an_input_says_to_start_with_one():
@@ -146,16 +175,4 @@ def test_model_without_an_input_says_to_start_with_one():
                               keras.layers.Dense(5, activation="softmax")])
     for method in ["gradcam", "smoothgrad"]:
         with pytest.raises(ValueError, match="has no graph yet: start it with keras.Input"):
-            EXPLAINERS[method](_tiny(model), np.zeros((40, 50, 3), np.float32))
-
-
-def test_cli_explain_writes_an_overlay_png(tmp_path):
-    from PIL import Image
-
-    out = tmp_path / "coffee_gradcam.png"
-    run = run_cli("explain", str(IMAGES / "coffee.png"), "--class", "espresso", "-o", str(out))
-    assert run.returncode == 0, run.stderr
-    assert "gradcam for 'espresso'" in run.stdout
-    assert Image.open(out).size == Image.open(IMAGES / "coffee.png").size
-    run = run_cli("explain", str(IMAGES / "coffee.png"), "--class", "expresso", "-o", str(out))
-    assert run.returncode == 2 and "did you mean 'espresso'" in run.stderr
+            explain(method, _tiny(model), np.zeros((40, 50, 3), np.float32))

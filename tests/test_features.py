@@ -9,7 +9,7 @@ from conftest import IMAGES
 def test_feature_shapes_for_each_pooling(lite0_headless, pooling, shape):
     features = extract_features(lite0_headless, [IMAGES / "coffee.png", IMAGES / "rocket.jpg"], pooling=pooling)
     assert features.vectors.shape == shape and features.vectors.dtype == np.float32
-    assert features.model == "efficientnet_lite0" and features.pooling == pooling
+    assert features.model_name == "efficientnet_lite0" and features.pooling == pooling
     maps = extract_features(lite0_headless, [IMAGES / "coffee.png"], pooling=None).vectors
     if pooling == "avg":
         np.testing.assert_allclose(features.vectors[0], maps[0].mean(axis=(0, 1)), atol=1e-5)
@@ -38,16 +38,16 @@ def test_a_model_with_its_top_is_refused(lite0):
 def test_save_and_load_round_trip(lite0_headless, tmp_path):
     features = extract_features(lite0_headless, [IMAGES / "coffee.png", tmp_path / "missing.png", IMAGES / "花.jpg"])
     features.save(tmp_path / "gallery.npz")
-    loaded = load_features(tmp_path / "gallery.npz", model=lite0_headless)
+    loaded = load_features(tmp_path / "gallery.npz", model_name=lite0_headless.name)
     np.testing.assert_array_equal(loaded.vectors, features.vectors)
-    assert (loaded.sources, loaded.errors, loaded.model, loaded.pooling) == \
-        (features.sources, features.errors, features.model, features.pooling)
+    assert (loaded.sources, loaded.errors, loaded.model_name, loaded.pooling) == \
+        (features.sources, features.errors, features.model_name, features.pooling)
 
 
 def test_loading_features_of_another_model_is_an_error(lite0_headless, tmp_path):
     extract_features(lite0_headless, [IMAGES / "coffee.png"]).save(tmp_path / "gallery.npz")
     with pytest.raises(ValueError, match="made by 'efficientnet_lite0', not 'vgg16'"):
-        load_features(tmp_path / "gallery.npz", model=load_model("vgg16", include_top=False, weights=None))
+        load_features(tmp_path / "gallery.npz", model_name="vgg16")
 
 
 def test_keras_models_give_feature_vectors_of_their_width():
@@ -60,3 +60,15 @@ def test_progress_bar_on_request_only(lite0_headless, capsys):
     assert "2/2" in capsys.readouterr().err
     extract_features(lite0_headless, [IMAGES / "coffee.png"] * 2)
     assert capsys.readouterr().err == ""
+
+
+def test_int8_features_are_close_to_float32_and_say_so(lite0_headless, tmp_path):
+    photos = [IMAGES / "coffee.png", IMAGES / "chelsea.png", IMAGES / "animals" / "tiger.png"]
+    small = extract_features(lite0_headless, photos, precision="int8")
+    fast = extract_features(lite0_headless, photos)
+    assert (small.precision, fast.precision, small.valid().precision) == ("int8", "float32", "int8")
+    cosine = np.sum(small.vectors * fast.vectors, axis=1) / (
+        np.linalg.norm(small.vectors, axis=1) * np.linalg.norm(fast.vectors, axis=1))
+    assert cosine.min() >= 0.97 and not np.allclose(small.vectors, fast.vectors, atol=1e-4)
+    small.save(tmp_path / "gallery.npz")
+    assert load_features(tmp_path / "gallery.npz").precision == "int8"

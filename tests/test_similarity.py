@@ -1,13 +1,13 @@
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import (SimilarityIndex, cosine_similarity, edit, extract_features, find_near_duplicates,
-                     list_images, near_duplicate_threshold, rank_by_similarity)
-from conftest import DEV, IMAGES, ROOT, run_cli
+from helpers import (Features, SimilarityIndex, cosine_similarity, edit, extract_features, find_near_duplicates,
+                     list_images, load_model, model_spec, rank_by_similarity)
+from conftest import DEV, IMAGES, ROOT
+
+LITE0_THRESHOLD = model_spec("efficientnet_lite0").near_duplicate_threshold
 
 # Photos in images/ that show the same scene: a byte copy, and a stereo pair.
 SAME_SCENE = [{"flower.jpg", "花.jpg"}, {"motorcycle_left.png", "motorcycle_right.png"}]
@@ -61,53 +61,34 @@ def test_blockwise_search_equals_brute_force(block_rows):
 
 def test_near_duplicates_in_images_are_the_copy_and_the_stereo_pair(lite0_headless):
     features = extract_features(lite0_headless, list_images(IMAGES))
-    pairs = find_near_duplicates(features)
+    pairs = find_near_duplicates(features, LITE0_THRESHOLD)
     assert [{a.split("/")[-1], b.split("/")[-1]} for a, b, _ in pairs] == SAME_SCENE
-    assert pairs[0][2] == pytest.approx(1.0, abs=1e-5) and pairs[1][2] > near_duplicate_threshold("efficientnet_lite0")
+    assert pairs[0][2] == pytest.approx(1.0, abs=1e-5) and pairs[1][2] > LITE0_THRESHOLD
 
 
-def test_near_duplicates_need_a_threshold_for_plain_arrays():
-    with pytest.raises(ValueError, match="threshold="):
-        find_near_duplicates(np.eye(3), list("abc"))
-    assert find_near_duplicates(np.array([[1, 0], [1, 0.01], [0, 1]]), list("abc"), threshold=0.9) == \
+def test_near_duplicates_explain_a_missing_threshold():
+    # A Keras model's record has no calibrated threshold: passing it on gives advice, not a TypeError.
+    with pytest.raises(ValueError, match="no calibrated near-duplicate threshold .* pass a number"):
+        find_near_duplicates(np.eye(3), model_spec("vgg16").near_duplicate_threshold, list("abc"))
+    int8 = Features(np.eye(3, dtype=np.float32), list("abc"), [None] * 3, "efficientnet_lite0", "avg", "int8")
+    with pytest.raises(ValueError, match="these features are int8: the near-duplicate thresholds are calibrated"):
+        find_near_duplicates(int8, LITE0_THRESHOLD)
+    assert find_near_duplicates(np.array([[1, 0], [1, 0.01], [0, 1]]), 0.9, list("abc")) == \
         [("a", "b", pytest.approx(0.99995))]
 
 
 @pytest.mark.skipif(not DEV.is_dir(), reason="dev data ../shared/data/imagenet-sample-dev is absent")
-def test_near_duplicate_threshold_on_edited_dev_photos(lite0_headless):
+@pytest.mark.parametrize("name, least_recall", [("efficientnet_lite0", 0.95), ("efficientnet_lite1", 0.95),
+                                                ("efficientnet_lite2", 0.85)])
+def test_registry_thresholds_on_edited_dev_photos(name, least_recall):
+    # Measured: recall 0.954, 0.975 and 0.889 with no different-photo pair above the threshold.
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from near_duplicate_threshold import pair_scores, precision_recall
 
-    scores, same = pair_scores(lite0_headless, list_images(DEV))
-    precision, recall = precision_recall(scores, same, near_duplicate_threshold("efficientnet_lite0"))
-    print(f"near-duplicates on the dev set: precision {precision:.4f}, recall {recall:.4f}")
-    assert precision >= 0.999 and recall >= 0.95
-
-
-def test_cli_similar_ranks_a_folder_without_the_query(tmp_path):
-    for name in ["chelsea.png", "coffee.png", "rocket.jpg"]:
-        (tmp_path / name).write_bytes((IMAGES / name).read_bytes())
-    edit(IMAGES / "chelsea.png", mirror=True).save(tmp_path / "cat_mirrored.png")
-    (tmp_path / "broken.jpg").write_text("not a photo")
-    run = run_cli("similar", str(tmp_path / "chelsea.png"), str(tmp_path), "--top", "2", "--json")
-    assert run.returncode == 2 and "broken.jpg: not an image" in run.stderr
-    ranking = json.loads(run.stdout)
-    assert [Path(r["image"]).name for r in ranking][0] == "cat_mirrored.png" and len(ranking) == 2
-    assert ranking[0]["score"] > 0.9 > ranking[1]["score"]
-    assert "chelsea.png" not in run.stdout
-
-    run = run_cli("similar", str(tmp_path / "nope.png"), str(tmp_path))
-    assert run.returncode == 2 and "nope.png: no such file" in run.stderr
-
-
-def test_cli_duplicates_json_and_threshold():
-    run = run_cli("duplicates", "images", "--json")
-    assert run.returncode == 0, run.stderr
-    assert [{Path(p["a"]).name, Path(p["b"]).name} for p in json.loads(run.stdout)] == SAME_SCENE
-    run = run_cli("duplicates", "images", "--threshold", "0.95")
-    assert run.stdout.splitlines() == ["1.000  images/flower.jpg  images/花.jpg"]
-    run = run_cli("duplicates", "images", "--model", "vgg16")
-    assert run.returncode == 2 and "no calibrated near-duplicate threshold for 'vgg16'" in run.stderr
+    scores, same = pair_scores(load_model(name, include_top=False), list_images(DEV))
+    precision, recall = precision_recall(scores, same, model_spec(name).near_duplicate_threshold)
+    print(f"{name} near-duplicates on the dev set: precision {precision:.4f}, recall {recall:.4f}")
+    assert precision >= 0.999 and recall >= least_recall
 
 
 def test_query_shapes_top_and_names_are_checked():

@@ -5,30 +5,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ImageLoadError, class_index, decode_predictions, list_images, load_image
+from helpers import ImageLoadError, list_images, load_image
 from conftest import IMAGES
 
 
-def test_class_index_uses_keras_style_labels():
-    labels = {label for _, label in class_index()}
-    assert {"Indian_elephant", "tabby", "military_uniform", "espresso"} <= labels
-    assert class_index()[0] == ("n01440764", "tench")
-
-
-def test_decode_predictions_best_first():
-    preds = np.zeros((2, 1000), np.float32)
-    preds[0, 385], preds[0, 281] = 0.7, 0.2
-    preds[1, 652] = 0.9
-    out = decode_predictions(preds, top=2)
-    assert out[0] == [("n02504013", "Indian_elephant", pytest.approx(0.7)), ("n02123045", "tabby", pytest.approx(0.2))]
-    assert out[1][0][1] == "military_uniform"
-
-
 def test_load_image_center_crop_and_squash():
-    crop = load_image(IMAGES / "astronaut.png", size=224)
-    squash = load_image(IMAGES / "rocket.jpg", size=224, crop=None)
-    assert crop.shape == squash.shape == (224, 224, 3)
-    assert crop.dtype == np.float32 and 0 <= crop.min() and crop.max() <= 255
+    # A wide picture: a red quarter, a green half, a blue quarter.
+    wide = np.zeros((100, 200, 3), np.uint8)
+    wide[:, :50, 0], wide[:, 50:150, 1], wide[:, 150:, 2] = 255, 255, 255
+    crop = load_image(wide, size=90)
+    squash = load_image(wide, size=90, crop=None)
+    assert crop.shape == squash.shape == (90, 90, 3) and crop.dtype == np.float32
+    # The crop keeps the middle of the long side (the green), the squash all of it.
+    np.testing.assert_allclose(crop[..., 1], 255)
+    np.testing.assert_allclose(crop[..., [0, 2]], 0)
+    assert squash[:, 0].tolist() == [[255, 0, 0]] * 90 and squash[:, -1].tolist() == [[0, 0, 255]] * 90
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "CMYK", "I;16", "P"])
@@ -94,3 +85,22 @@ def test_load_image_leaves_the_callers_pil_image_alone():
     photo = Image.open(IMAGES / "rocket.jpg")  # opened, not yet decoded
     assert load_image(photo, size=64).shape == (64, 64, 3)
     assert photo.size == (640, 427)
+
+
+def test_a_big_jpeg_is_decoded_at_a_reduced_scale_to_nearly_the_same_pixels(tmp_path):
+    # A phone-sized photo: the JPEG decoder skips to 1/8 scale (draft), which must not
+    # change what the model sees beyond rounding. A PIL image from the caller is decoded
+    # at full size, so it gives the reference.
+    Image.open(IMAGES / "rocket.jpg").resize((3840, 2562), Image.BICUBIC).save(tmp_path / "big.jpg", quality=95)
+    drafted = load_image(tmp_path / "big.jpg", size=224)
+    full = load_image(Image.open(tmp_path / "big.jpg"), size=224)
+    assert not np.array_equal(drafted, full)  # the draft really happened
+    assert np.abs(drafted - full).mean() < 2.5  # 1.9 here: the two anti-alias edges a little differently
+
+
+def test_load_image_as_uint8():
+    as_bytes = load_image(IMAGES / "rocket.jpg", size=224, dtype="uint8")
+    assert as_bytes.dtype == np.uint8 and as_bytes.flags.writeable
+    np.testing.assert_array_equal(as_bytes, load_image(IMAGES / "rocket.jpg", size=224))
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'uint8'"):
+        load_image(IMAGES / "rocket.jpg", dtype="float64")

@@ -1,0 +1,452 @@
+"""Past one laptop: feature extraction on Ray Data, and search with FAISS.
+
+Ray Data spreads ``extract_features`` over the cores of this machine or the machines
+of a cluster and writes (path, vector, error) rows to Parquet; FAISS searches the
+vectors exactly, or approximately in about a millisecond at a million vectors. Both
+are an optional extra, ``pip install -e ".[scale]"``: importing this module imports
+neither.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .features import Features, extract_features
+from .images import ImageLoadError, ImageSource
+from .models import DEFAULT_MODEL, load_model
+from .quiet import quiet_stderr
+from .similarity import _as_array, _check_top, _vectors, _vectors_and_names, normalize
+
+if TYPE_CHECKING:  # optional: imported by the functions that use them
+    import pyarrow
+    import ray.data
+
+INSTALL = 'pip install -e ".[scale]"'
+ADD_ROWS = 65536  # vectors normalised and added to a FAISS index at a time: 320 MB at 1280-d
+MIN_POINTS_PER_LIST = 39  # FAISS warns when k-means gets fewer training vectors per list
+TRAIN_POINTS_PER_LIST = 64  # training sample for the IVF lists: enough for k-means, minutes not hours at 1M
+DUPLICATE_QUERY_ROWS = 4096  # stored vectors per range search in near_duplicates
+
+
+def _require(module: str, package: str):
+    """Import an optional dependency, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"this needs {package}, part of the optional 'scale' extra: {INSTALL} "
+                          f"(or pip install {package})") from None
+
+
+# ---------------------------------------------------------------- Ray Data
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Start Ray quietly: a local cluster inside this process, or join a running one.
+
+    Does nothing when Ray is already running. Progress bars, Ray Data's log lines
+    and the workers' output stay out of terminals and notebooks; Ray's log files
+    (``/tmp/ray/session_latest/logs``) still hold everything.
+
+    Args:
+        address: None starts a cluster on this machine that ends with the process;
+            ``"auto"`` joins the one ``ray start --head`` started here;
+            ``"ray://HOST:10001"`` a remote cluster's head node.
+        num_cpus: cores the local cluster may use (None: all); ignored with ``address``,
+            whose cluster has its own.
+
+    >>> start_ray(num_cpus=2)
+    """
+    # Importing Ray in a notebook without ipywidgets logs a hint to install them and tqdm
+    # warns the same: lines a reader cannot act on. Python's logging.disable reaches Ray's
+    # logger before Ray has configured it.
+    disabled = logging.root.manager.disable  # the caller's own setting, restored below
+    logging.disable(logging.INFO)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ray = _require("ray", "ray[data]")
+            _require("ray.data", "ray[data]")
+    finally:
+        logging.disable(disabled)
+    # An offline, embedded cluster has nothing to report to anyone.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    context.enable_auto_log_stats = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+class FeatureExtractor:
+    """A Ray Data callable: a batch of image paths in, pooled feature vectors out.
+
+    Ray Data makes one instance per worker, so each worker loads the model once and
+    keeps it for every batch it gets. A batch goes through ``extract_features``
+    (``load_image``, then the model on the fastest backend): the same vectors as on
+    one machine. A file that cannot be read becomes a row with a NaN vector and its
+    error; the rest of the batch is kept.
+
+    Args:
+        model_name: a name from ``available_models()``; loaded with ``include_top=False``.
+        pooling: "avg" or "max".
+        backend: "keras", "litert" or None (LiteRT when installed).
+
+    >>> ds.map_batches(FeatureExtractor, fn_constructor_kwargs={"model_name": "efficientnet_lite0"},
+    ...                batch_size=64, compute=ray.data.ActorPoolStrategy(size=2))
+    """
+
+    def __init__(self, model_name: str = DEFAULT_MODEL, pooling: str = "avg", backend: str | None = None):
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"pooling must be 'avg' or 'max' (one vector per image), got {pooling!r}")
+        self.net = load_model(model_name, include_top=False)
+        self.pooling, self.backend = pooling, backend
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pyarrow.Table:
+        """A pyarrow Table for a batch ``{"path": array of str}``: columns ``path``
+        (string), ``vector`` (fixed-size list of float32), ``error`` (string, null
+        when the image loaded); the model name and pooling in its schema metadata."""
+        pa = _require("pyarrow", "pyarrow")
+        paths = [str(p) for p in batch["path"]]
+        # In model batches of 32 inside Ray's batch: decoding the next overlaps the model.
+        features = extract_features(self.net, paths, self.pooling, backend=self.backend, progress=False)
+        width = features.vectors.shape[1]
+        table = pa.table({
+            "path": pa.array(paths, pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(features.vectors.ravel()), width),
+            "error": pa.array(features.errors, pa.string()),
+        })
+        return table.replace_schema_metadata({"model_name": self.net.name, "pooling": self.pooling})
+
+
+def extract_features_ray(paths, model_name: str = DEFAULT_MODEL, pooling: str = "avg", batch_size: int = 64,
+                         workers: int = 2, cpus_per_worker: float = 1,
+                         backend: str | None = None) -> ray.data.Dataset:
+    """Feature vectors of many images on Ray Data: a lazy dataset of (path, vector, error) rows.
+
+    Nothing runs until the dataset is consumed (``write_parquet``, ``take_all``...).
+    Starts a local Ray cluster first unless ``start_ray`` (or ``ray.init``) ran.
+
+    Args:
+        paths: image paths (made absolute: every worker must reach the same file,
+            on a cluster a shared or mounted folder), or a Ray Dataset with a
+            ``path`` column (for example ``ray.data.read_text`` of a list of paths).
+        model_name: the headless model each worker loads once.
+        pooling: "avg" or "max".
+        batch_size: images per call of a worker.
+        workers: how many model copies run at once (Ray actors).
+        cpus_per_worker: cores Ray reserves for each.
+        backend: "keras", "litert" or None (LiteRT when installed).
+
+    Returns:
+        A ``ray.data.Dataset``; its rows in no fixed order.
+
+    >>> write_parquet(extract_features_ray(list_images("images")), "features.parquet")
+    """
+    ray = _require("ray", "ray[data]")
+    start_ray()
+    if not isinstance(paths, ray.data.Dataset):
+        paths = ray.data.from_items([{"path": os.path.abspath(p)} for p in paths])
+    return paths.map_batches(FeatureExtractor, batch_size=batch_size, num_cpus=cpus_per_worker,
+                             compute=ray.data.ActorPoolStrategy(size=workers),
+                             fn_constructor_kwargs={"model_name": model_name, "pooling": pooling,
+                                                    "backend": backend})
+
+
+def _local_or_url(folder) -> str:
+    """Ray's workers do not share the caller's working directory: make local paths absolute."""
+    folder = str(folder)
+    return folder if "://" in folder else os.path.abspath(folder)
+
+
+def write_parquet(dataset, folder) -> None:
+    """Run a dataset of ``extract_features_ray`` and write its rows as Parquet files.
+
+    The files in ``folder`` are replaced, not added to, so running twice does not
+    double the rows. ``folder`` may be a local path or a URL every worker can write
+    to (``s3://bucket/features``). Ray's C++ notices stay out of the output while it
+    runs; a failure still raises, with the worker's traceback.
+
+    >>> write_parquet(extract_features_ray(photos), "features.parquet")
+    """
+    # Ray's core writes notices to file descriptor 2, where no setting reaches them (such as
+    # one about restarting workers whose arguments are in the object store, at every run).
+    with quiet_stderr():
+        dataset.write_parquet(_local_or_url(folder), mode="overwrite")
+
+
+def read_parquet(folder, model_name: str | None = None) -> Features:
+    """The rows ``write_parquet`` wrote, as a ``Features`` set sorted by path (no Ray needed).
+
+    Args:
+        folder: the folder (or one file) of Parquet files.
+        model_name: the model the vectors must come from; another is an error.
+
+    Returns:
+        ``Features`` with float32 vectors (N, D), NaN rows where ``errors`` says why.
+
+    >>> gallery = read_parquet("features.parquet", model_name=net.name).valid()
+    """
+    pq = _require("pyarrow.parquet", "pyarrow")
+    table = pq.read_table(_local_or_url(folder))
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    if "model_name" not in meta or "vector" not in table.column_names:
+        raise ValueError(f"{folder}: not features written by write_parquet (no vector column or model name)")
+    if model_name is not None and model_name != meta["model_name"]:
+        raise ValueError(f"{folder}: these features were made by {meta['model_name']!r}, not {model_name!r}; "
+                         f"extract them again with model_name={model_name!r}")
+    # A distributed run writes rows in no fixed order: sort them so results are reproducible.
+    table = table.sort_by("path")
+    vectors = table.column("vector").combine_chunks()
+    width = vectors.type.list_size
+    return Features(vectors.flatten().to_numpy().reshape(-1, width), table.column("path").to_pylist(),
+                    table.column("error").to_pylist(), meta["model_name"], meta["pooling"])
+
+
+# ---------------------------------------------------------------- FAISS
+
+INDEX_KINDS = ("exact", "ivf", "ivf_sq8")
+
+
+def default_nlist(n: int) -> int:
+    """IVF lists for n vectors: about sqrt(n), with at least 39 vectors to train each.
+
+    >>> default_nlist(1_000_000)
+    1000
+    """
+    return max(1, min(round(np.sqrt(n)), n // MIN_POINTS_PER_LIST))
+
+
+class FaissIndex:
+    """Cosine search with FAISS: exact, or approximate and much faster. Build with ``build_index``.
+
+    Vectors are normalised, so FAISS's inner product is the cosine similarity.
+
+    Attributes:
+        index: the ``faiss.Index``.
+        names: one name per stored vector, in the order added.
+        kind: "exact", "ivf" or "ivf_sq8".
+        model_name: the model that made the vectors (None for a plain array).
+        pooling: how they were pooled (None for a plain array).
+    """
+
+    def __init__(self, index, names: Sequence[str], kind: str, model_name: str | None = None,
+                 pooling: str | None = None):
+        self.index, self.names, self.kind = index, list(names), kind
+        self.model_name, self.pooling = model_name, pooling
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    @property
+    def nprobe(self) -> int | None:
+        """IVF lists a query scans: more finds more true neighbours, more slowly (None when exact)."""
+        return self.index.nprobe if self.kind != "exact" else None
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        if self.kind == "exact":
+            raise ValueError("an exact index scans every vector: nprobe is for kind='ivf' or 'ivf_sq8'")
+        if not 1 <= value <= self.index.nlist:
+            raise ValueError(f"nprobe must be 1 to nlist ({self.index.nlist}), got {value}")
+        self.index.nprobe = value
+
+    def search_ids(self, queries, top: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and row numbers of the ``top`` best matches of each query.
+
+        Args:
+            queries: float array (Q, D) (or one query (D,)).
+
+        Returns:
+            ``(scores, ids)``: float32 and int64 arrays (Q, top), best first; id -1
+            where the index found fewer than ``top``.
+        """
+        _check_top(top)
+        queries = np.atleast_2d(_as_array(queries))
+        if queries.ndim != 2 or queries.shape[1] != self.index.d:
+            raise ValueError(f"queries of shape {queries.shape} for an index of {self.index.d}-number vectors: "
+                             "extract them with the model (and pooling) the index was built from")
+        return self.index.search(normalize(queries), top)
+
+    def search(self, queries, top: int = 10) -> list:
+        """The ``top`` most similar stored items, best first: for one query (D,) a list of
+        ``(name, score)``, for many (Q, D) one such list per query, as ``SimilarityIndex.search``.
+
+        >>> build_index(gallery).search(gallery.vectors[0], top=3)
+        [('images/astronaut.png', 1.0), ...]
+        """
+        queries = _as_array(queries)
+        scores, ids = self.search_ids(queries, top)
+        results = [[(self.names[i], float(s)) for s, i in zip(row_scores, row_ids) if i >= 0]
+                   for row_scores, row_ids in zip(scores, ids)]
+        return results[0] if queries.ndim == 1 else results
+
+    def search_image(self, net, source: ImageSource, top: int = 10) -> list[tuple[str, float]]:
+        """The stored items most similar to a photo: its features, then ``search``.
+
+        Args:
+            net: the headless model that made the stored vectors.
+            source: a path, PIL image or array.
+
+        Raises:
+            ValueError: ``net`` is not the model the index was built from.
+            ImageLoadError: the photo cannot be loaded.
+
+        >>> index.search_image(load_model(include_top=False), "images/coffee.png", top=3)
+        """
+        if self.model_name is not None and net.name != self.model_name:
+            raise ValueError(f"this index holds features of {self.model_name!r}, not {net.name!r}: "
+                             f"pass load_model({self.model_name!r}, include_top=False)")
+        features = extract_features(net, [source], pooling=self.pooling or "avg", progress=False)
+        if features.errors[0] is not None:
+            raise ImageLoadError(features.errors[0])
+        return self.search(features.vectors[0], top)
+
+    def near_duplicates(self, threshold: float) -> list[tuple[str, str, float]]:
+        """Pairs of stored items with cosine similarity at least ``threshold``, highest first.
+
+        Each block of stored vectors asks the index for everything within the
+        threshold (FAISS range search), so memory holds the pairs found, never an
+        N x N matrix. On an approximate index a pair whose two items sit in lists
+        that are not probed can be missed.
+
+        Args:
+            threshold: the least similarity of a pair, for example
+                ``net.spec.near_duplicate_threshold``.
+
+        Returns:
+            ``(name_a, name_b, score)``, a stored before b: the format of ``find_near_duplicates``.
+
+        >>> index.near_duplicates(net.spec.near_duplicate_threshold)
+        [('images/flower.jpg', 'images/花.jpg', 1.0), ...]
+        """
+        if threshold is None:
+            raise ValueError("threshold is None: this model has no calibrated near-duplicate threshold; "
+                             "pass a number, e.g. 0.8, and check the pairs it finds")
+        # FAISS keeps what scores above the radius: step just below, so a pair at the threshold counts.
+        radius = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
+        best: dict[tuple[int, int], float] = {}
+        for start in range(0, len(self), DUPLICATE_QUERY_ROWS):
+            stored = self.index.reconstruct_n(start, min(DUPLICATE_QUERY_ROWS, len(self) - start))
+            limits, scores, ids = self.index.range_search(stored, radius)
+            rows = start + np.repeat(np.arange(len(stored)), np.diff(limits.astype(np.int64)))
+            keep = ids != rows
+            # An approximate index may find a pair from one side only: keep it either way.
+            firsts, seconds = np.minimum(rows, ids)[keep].tolist(), np.maximum(rows, ids)[keep].tolist()
+            for pair, score in zip(zip(firsts, seconds), scores[keep].tolist()):
+                if score > best.get(pair, -np.inf):
+                    best[pair] = score
+        pairs = sorted(best.items(), key=lambda item: (-item[1], item[0]))
+        return [(self.names[a], self.names[b], score) for (a, b), score in pairs]
+
+    def save(self, folder) -> None:
+        """Write the index to ``folder``: ``index.faiss`` (FAISS's own format) and ``index.json``.
+
+        >>> index.save("gallery.faiss")
+        """
+        faiss = _require("faiss", "faiss-cpu")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.index, str(folder / "index.faiss"))
+        (folder / "index.json").write_text(json.dumps(
+            {"kind": self.kind, "model_name": self.model_name, "pooling": self.pooling, "names": self.names},
+            ensure_ascii=False))
+
+
+def build_index(features, names: Sequence[str] | None = None, kind: str = "exact", nlist: int | None = None,
+                nprobe: int = 16) -> FaissIndex:
+    """A FAISS index for cosine search over feature vectors.
+
+    Args:
+        features: a ``Features`` set (use ``.valid()`` to drop failed images), or an
+            array (N, D) with ``names``.
+        names: one name per row (the set's sources when omitted).
+        kind: "exact" (``IndexFlatIP``, scans every vector: the answers of
+            ``SimilarityIndex``); "ivf" (``IndexIVFFlat``: vectors sorted into
+            ``nlist`` lists by k-means, a query scans the ``nprobe`` nearest lists);
+            "ivf_sq8" (the same with 1 byte per number instead of 4).
+        nlist: lists of an IVF index; None is ``default_nlist(N)``, about sqrt(N).
+        nprobe: lists an IVF query scans (change it later with ``index.nprobe``).
+
+    Returns:
+        A ``FaissIndex``. It holds its own normalised float32 copy (1 byte per number
+        for "ivf_sq8"); the vectors are added a block at a time, so building needs
+        little memory beyond that.
+
+    >>> exact = build_index(gallery)
+    >>> approximate = build_index(gallery, kind="ivf")
+    """
+    faiss = _require("faiss", "faiss-cpu")
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(INDEX_KINDS)}, got {kind!r}")
+    vectors, names = _vectors_and_names(features, names)
+    n, width = vectors.shape
+    if kind == "exact":
+        index = faiss.IndexFlatIP(width)
+    else:
+        if n == 0:
+            raise ValueError("an IVF index learns its lists from the vectors: build it from at least one")
+        chosen = default_nlist(n) if nlist is None else nlist
+        if not 1 <= chosen <= n:
+            raise ValueError(f"nlist must be 1 to the number of vectors ({n}), got {chosen}")
+        index = faiss.index_factory(width, f"IVF{chosen},{'Flat' if kind == 'ivf' else 'SQ8'}",
+                                    faiss.METRIC_INNER_PRODUCT)
+        # A caller who picks nlist knows the sample is small: no "please provide at least" notice.
+        index.cp.min_points_per_centroid = 1 if nlist is not None else MIN_POINTS_PER_LIST
+        sample = np.random.default_rng(0).permutation(n)[:TRAIN_POINTS_PER_LIST * chosen]
+        index.train(normalize(vectors[np.sort(sample)]))
+        index.nprobe = min(nprobe, chosen)
+        index.set_direct_map_type(faiss.DirectMap.Array)  # near_duplicates reads stored vectors back
+    for start in range(0, n, ADD_ROWS):
+        index.add(normalize(vectors[start:start + ADD_ROWS]))
+    return FaissIndex(index, names, kind, getattr(features, "model_name", None), getattr(features, "pooling", None))
+
+
+def load_index(folder, model_name: str | None = None) -> FaissIndex:
+    """Read an index written by ``FaissIndex.save``.
+
+    Args:
+        folder: the folder ``save`` wrote.
+        model_name: the model its vectors must come from; another is an error.
+
+    >>> index = load_index("gallery.faiss", model_name=net.name)
+    """
+    faiss = _require("faiss", "faiss-cpu")
+    folder = Path(folder)
+    if not (folder / "index.faiss").is_file() or not (folder / "index.json").is_file():
+        raise FileNotFoundError(f"{folder}: no index.faiss and index.json here; write them with FaissIndex.save")
+    meta = json.loads((folder / "index.json").read_text())
+    if model_name is not None and meta["model_name"] not in (None, model_name):
+        raise ValueError(f"{folder}: this index holds features of {meta['model_name']!r}, not {model_name!r}")
+    return FaissIndex(faiss.read_index(str(folder / "index.faiss")), meta["names"], meta["kind"],
+                      meta["model_name"], meta["pooling"])
+
+
+def recall_at_k(approximate: FaissIndex, exact: FaissIndex, queries, k: int = 10) -> float:
+    """Share of the exact top-k that the approximate index also returns, averaged over queries.
+
+    Args:
+        approximate, exact: two indexes over the same vectors, in the same order.
+        queries: float array (Q, D).
+        k: how many neighbours count.
+
+    >>> recall_at_k(build_index(gallery, kind="ivf"), build_index(gallery), gallery.vectors[:100])
+    0.98
+    """
+    if len(approximate) != len(exact):
+        raise ValueError(f"the indexes hold {len(approximate)} and {len(exact)} vectors: build both from the same set")
+    queries = _vectors(queries)
+    _, found = approximate.search_ids(queries, k)
+    _, truth = exact.search_ids(queries, k)
+    hits = [len(set(f[f >= 0]) & set(t[t >= 0])) / max((t >= 0).sum(), 1) for f, t in zip(found, truth)]
+    return float(np.mean(hits))
