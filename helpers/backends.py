@@ -59,13 +59,21 @@ def _usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def model_hash(model) -> str:
-    """A short hash of a Keras model's architecture and weights: the cache key of its conversion."""
-    digest = hashlib.sha256(model.to_json().encode())
+def weights_hash(model) -> str:
+    """A short hash of a Keras model's weights: what can change under a converted model
+    in a session (its architecture cannot), so ``predictor`` checks it on every call."""
+    digest = hashlib.sha256()
     for weight in model.weights:
         digest.update(weight.path.encode())
         digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
     return digest.hexdigest()[:16]
+
+
+def model_hash(model, weights: str | None = None) -> str:
+    """A short hash of a Keras model's architecture and weights (``weights``: its
+    ``weights_hash``, when known): the cache key of its conversion on disk."""
+    architecture = hashlib.sha256(model.to_json().encode()).hexdigest()
+    return hashlib.sha256(f"{architecture}{weights or weights_hash(model)}".encode()).hexdigest()[:16]
 
 
 def calibration_images(size: tuple[int, int], folder: Path | None = None) -> np.ndarray:
@@ -160,7 +168,8 @@ class LiteRTModel:
             raise ValueError("precision='int8' needs the model's preprocess function to calibrate")
         self.threads = threads or _usable_cores()
         self.precision = precision
-        self.model_hash = model_hash(model)
+        self.weights_hash = weights_hash(model)
+        self.model_hash = model_hash(model, self.weights_hash)
         self._lock = threading.Lock()
         h, w = model.input_shape[1:3]
         folder = Path(cache) if cache is not None else cache_dir()
@@ -315,7 +324,8 @@ def predictor(net, backend: str | None = None, precision: str = "float32") -> Ca
             made = _converted.setdefault(net.model, {})
             fast = made.get(precision)
             try:
-                if fast is None or fast.model_hash != model_hash(net.model):
+                # The weights only: hashing the architecture (to_json) costs as much again, per call.
+                if fast is None or fast.weights_hash != weights_hash(net.model):
                     fast = made[precision] = LiteRTModel(net.model, precision=precision, preprocess=net.preprocess)
                 return fast
             except (RuntimeError, ValueError, OSError) as e:
