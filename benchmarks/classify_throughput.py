@@ -6,10 +6,11 @@ against Keras ``model.predict`` on ready tensors, in one run; where decoding tim
 Uses the dev set (../shared/data/imagenet-sample-dev) when present, else the
 photos in images/ repeated. Every path runs the same model in the same process,
 alternating, and keeps its best of ``--repeats`` runs, so that a burst of other
-work on the machine does not decide the ratios. Run it with TensorFlow's default
-settings (TF_ENABLE_ONEDNN_OPTS unset), as users do. With the dev set it also
-prints the accuracy of each precision from files and how much int8 agrees with
-float32. Target on 2 cores: int8 ``classify`` from files >= 2.5x Keras on ready tensors.
+work on the machine does not decide the ratios (the slowest run is printed too).
+Run it with TensorFlow's default settings (TF_ENABLE_ONEDNN_OPTS unset), as users
+do. With the dev set it also prints the accuracy of each precision from files and
+how much int8 agrees with float32. Target on 2 cores: int8 ``classify`` from files
+>= 2.5x Keras on ready tensors.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ DEV_SET = ROOT.parent / "shared" / "data" / "imagenet-sample-dev"
 PRECISIONS = ("float32", "int8")
 
 
-def photos(n: int) -> list[Path]:
+def photo_paths(n: int) -> list[Path]:
     """``n`` photo paths: the dev set if present, else images/ repeated."""
     pool = list_images(DEV_SET) if DEV_SET.is_dir() else list_images(ROOT / "images")
     return [pool[i % len(pool)] for i in range(n)]
@@ -84,14 +85,14 @@ def decode_breakdown(files: list[Path], size: int) -> dict[str, float]:
     }
 
 
-def measure(run, count: int, best: tuple[float, float]) -> tuple[float, float]:
-    """(images per second, CPU ms per image) of one call of ``run``, each kept from ``best``
-    if that was better. CPU time counts every thread of the process: what a photo costs
-    whatever else runs on the machine."""
+def measure(run, count: int, best: tuple[float, float, float]) -> tuple[float, float, float]:
+    """(images per second, CPU ms per image, slowest images per second) of one call of
+    ``run``, each kept from ``best`` if that was better (slower, for the last). CPU time
+    counts every thread of the process: what a photo costs whatever else runs on the machine."""
     start, cpu = time.perf_counter(), time.process_time()
     run()
     rate, cost = count / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / count
-    return max(best[0], rate), min(best[1], cost)
+    return max(best[0], rate), min(best[1], cost), min(best[2], rate)
 
 
 def main() -> None:
@@ -105,8 +106,9 @@ def main() -> None:
 
     nets = {"classify": load_model(args.model), "extract_features": load_model(args.model, include_top=False)}
     size = nets["classify"].input_size[0]
-    files = photos(args.n)
-    ready = nets["classify"].preprocess(np.stack([load_image(f, size=size) for f in files]))
+    files = photo_paths(args.n)
+    decoded = np.stack([load_image(f, size=size, dtype="uint8") for f in files])  # decoded, 0-255
+    ready = nets["classify"].preprocess(decoded.astype(np.float32))  # Keras' input
     steps = decode_breakdown(files[:64], size)
 
     def from_files(task, precision):
@@ -118,18 +120,18 @@ def main() -> None:
         net = nets[task]
         if precision is None:  # Keras, as a notebook calls it
             return lambda: net.model.predict(ready, batch_size=args.batch_size, verbose=0)
-        run = predictor(net, "litert", precision)
-        return lambda: [run(ready[i:i + args.batch_size]) for i in range(0, len(ready), args.batch_size)]
+        run = predictor(net, "litert", precision)  # every core on one call
+        return lambda: [run(decoded[i:i + args.batch_size]) for i in range(0, len(files), args.batch_size)]
 
     paths = {}
     for task in nets:
         paths[(task, "keras predict, ready tensors")] = on_tensors(task)
         for precision in PRECISIONS:
-            paths[(task, f"litert {precision}, ready tensors")] = on_tensors(task, precision)
+            paths[(task, f"litert {precision}, decoded photos")] = on_tensors(task, precision)
             paths[(task, f"litert {precision}, from files")] = from_files(task, precision)
     for net in nets.values():  # warm up: build Keras' graph once (LiteRT models are made above)
         net.model.predict(ready[:args.batch_size], verbose=0)
-    best = dict.fromkeys(paths, (0.0, float("inf")))
+    best = dict.fromkeys(paths, (0.0, float("inf"), float("inf")))
     for _ in range(args.repeats):
         for key, run in paths.items():
             best[key] = measure(run, len(files), best[key])
@@ -141,11 +143,12 @@ def main() -> None:
     for step, ms in steps.items():
         print(f"  {step:<30} {ms:6.2f} ms")
     for task in nets:
-        keras_rate, keras_cost = best[(task, "keras predict, ready tensors")]
-        print(f"{task + ':':<34} img/s  x Keras  CPU ms/img  x Keras")
-        for (t, path), (rate, cost) in best.items():
+        keras_rate, keras_cost, _ = best[(task, "keras predict, ready tensors")]
+        print(f"{task + ':':<34} img/s  x Keras  CPU ms/img  x Keras  slowest img/s")
+        for (t, path), (rate, cost, slowest) in best.items():
             if t == task:
-                print(f"  {path:<32} {rate:6.1f}  {rate / keras_rate:5.2f}x   {cost:8.1f}  {keras_cost / cost:5.2f}x")
+                print(f"  {path:<32} {rate:6.1f}  {rate / keras_rate:5.2f}x   {cost:8.1f}  {keras_cost / cost:5.2f}x"
+                      f"  {slowest:8.1f}")
     if DEV_SET.is_dir():
         report_accuracy(nets, files[:len(list_images(DEV_SET))], args.batch_size)
     print("load average (1 min) before, after: {:.1f}, {:.1f}".format(load_before[0], os.getloadavg()[0]))

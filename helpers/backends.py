@@ -6,10 +6,12 @@ The notebooks teach the Keras path (``net.model.predict``); the batch helpers
 cached on disk, keyed by model name, input size and a hash of the weights.
 
 ``precision="int8"`` converts to full-integer LiteRT instead (int8 weights and
-activations, float input and output): about twice as fast again on a CPU, at a
+activations, uint8 input, float output): about twice as fast again on a CPU, at a
 small cost in accuracy. Its activation ranges are calibrated on crops of the
 photos in ``images/`` (never on evaluation data), and the calibration set is part
-of the cache key.
+of the cache key. For EfficientNet-Lite, whose preprocessing (x - 127) / 128 is
+exactly what the calibrated input quantization undoes, photos go in as their
+uint8 pixels, with no float copy at all.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ import numpy as np
 
 BACKENDS = ("keras", "litert")
 PRECISIONS = ("float32", "int8")
+# LiteRT runs a batch as sub-batches of this many images, which is faster than whole batches
+# (benchmarks/litert_design.py, Lite0, one thread, images/s by sub-batch 1, 2, 4, 8, 32: int8
+# 249, 256, 258, 258, 242; float32 142, 135, 134, 129, 122): 4 is within 6% of the best of both.
+SUB_BATCH = 4
+INT8_FORMAT = b"uint8 input"  # part of the int8 cache key: files made with other settings are not reused
 CALIBRATION_PHOTOS = Path(__file__).resolve().parents[1] / "images"
 log = logging.getLogger("helpers")
 
@@ -54,7 +61,7 @@ def cache_dir() -> Path:
 from .quiet import quiet_stderr as _quiet_stderr  # noqa: E402
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     """Cores this process may run on (a container may allow fewer than the machine has)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -125,39 +132,52 @@ def _convert(model, calibration: Callable[[], Iterator[list[np.ndarray]]] | None
     if calibration is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = calibration
-        # Every op in int8 or the conversion fails (rather than leaving slow float islands);
-        # input and output stay float32, so callers pass the same batches as for float.
+        # Every op in int8 or the conversion fails (rather than leaving slow float islands).
+        # The input is uint8 (a quarter of the bytes to copy in; see LiteRTModel.takes_pixels),
+        # the output float32, like the Keras model's.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
     # Keras prints the exported signature to stdout, TensorFlow's Python logger "Assets written
     # to ..." (shown in notebooks), the converter its C++ notices to file descriptor 2.
     logger, level = tf.get_logger(), tf.get_logger().level
     logger.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()), _quiet_stderr(), warnings.catch_warnings():
-            # Said for every int8 conversion with float input: nothing for a user to act on.
+            # Said for every int8 conversion that calibrates on float batches: nothing to act on.
             warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected")
             return converter.convert()
     finally:
         logger.setLevel(level)
 
 
+_announced = False  # whether an interpreter has allocated its tensors in this process
+
+
+def _check_threads(threads: int) -> int:
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1 (or None for every core), got {threads}")
+    return threads
+
+
 class LiteRTModel:
     """A Keras model converted to LiteRT, called like ``model.predict_on_batch``.
 
-    Safe to call from several threads (calls take turns on one interpreter).
+    Safe to call from several threads, and calls from several threads run at once,
+    each on an interpreter of its own: made when no idle one has the call's number of
+    threads, then kept for later calls as long as the model lives.
 
     Args:
         model: a functional ``keras.Model`` with one image input.
-        threads: inference threads; None uses every core this process may run on.
+        threads: inference threads of a call; None uses every core this process may run on.
         cache: folder for converted models; None is ``cache_dir()``.
         precision: "float32" (the Keras model's outputs to 1e-3) or "int8" (full
             integer, calibrated on ``calibration_images``).
-        preprocess: for "int8", the model's preprocessing (0-255 batch -> model input),
-            applied to the calibration photos.
+        preprocess: the model's preprocessing (0-255 batch -> model input), needed by
+            ``on_photos`` and, for "int8", to calibrate.
 
-    >>> fast = LiteRTModel(load_model().model)
-    >>> fast(np.zeros((1, 224, 224, 3), np.float32)).shape
-    (1, 1000)
+    >>> fast = LiteRTModel(net.model, preprocess=net.preprocess)
+    >>> fast(net.preprocess(photos)).shape, fast.on_photos(photos).shape
+    ((1, 1000), (1, 1000))
     """
 
     def __init__(self, model, threads: int | None = None, cache: Path | None = None, precision: str = "float32",
@@ -166,8 +186,9 @@ class LiteRTModel:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if precision == "int8" and preprocess is None:
             raise ValueError("precision='int8' needs the model's preprocess function to calibrate")
-        self.threads = threads or _usable_cores()
+        self.threads = usable_cores() if threads is None else _check_threads(threads)
         self.precision = precision
+        self.preprocess = preprocess
         self.weights_hash = weights_hash(model)
         self.model_hash = model_hash(model, self.weights_hash)
         self._lock = threading.Lock()
@@ -180,8 +201,8 @@ class LiteRTModel:
         else:
             photos = calibration_images((h, w))
             probe = preprocess(photos[::16].astype(np.float32))
-            # The key covers the photos and what preprocess makes of them.
-            key = hashlib.sha256(photos.tobytes() + probe.tobytes()).hexdigest()[:12]
+            # The key covers how _convert quantizes, the photos and what preprocess makes of them.
+            key = hashlib.sha256(INT8_FORMAT + photos.tobytes() + probe.tobytes()).hexdigest()[:12]
             self.path = folder / f"{model.name}-{h}x{w}-{self.model_hash}-int8-{key}.tflite"
 
             def calibration():
@@ -196,7 +217,7 @@ class LiteRTModel:
         try:
             self._write(flatbuffer, folder)
             source = str(self.path)
-            del flatbuffer  # the interpreter maps the file: no second copy in memory
+            del flatbuffer  # the interpreters map the file: no copy in memory
         except OSError as e:
             log.warning("cannot cache the converted model in %s (%s): keeping it in memory", folder, e)
             source = flatbuffer
@@ -215,35 +236,96 @@ class LiteRTModel:
     def _load_and_check(self, source: str | bytes, probe: np.ndarray, expected: np.ndarray) -> bool:
         """Load a model file (path) or flatbuffer (bytes); True when it gives the Keras
         model's outputs on the probe inputs (float32), or nearly (int8: see ``int8_matches``)."""
-        from ai_edge_litert.interpreter import Interpreter
-
-        where = {"model_content": source} if isinstance(source, bytes) else {"model_path": source}
+        self._source = {"model_content": source} if isinstance(source, bytes) else {"model_path": source}
+        self._idle: dict[int, list] = {}  # threads -> interpreters no call is using
+        self.quantization, self.takes_pixels = None, False
         try:
-            with _quiet_stderr():  # the delegate announces itself on the first call
-                self.interpreter = Interpreter(**where, num_threads=self.threads)
-                self._batch = None
-                got = self(probe)
+            interpreter = self._interpreter(self.threads)
+            quantized = interpreter.get_input_details()[0]["dtype"] == np.uint8
+            self.quantization = interpreter.get_input_details()[0]["quantization"] if quantized else None
+            self._idle[self.threads] = [interpreter]
+            got = self(probe)
         except (ValueError, RuntimeError):  # not a flatbuffer, or not this model's
             return False
-        if got.shape != expected.shape:
+        if got.shape != expected.shape or quantized != (self.precision == "int8"):
             return False
+        self.takes_pixels = quantized and self._quantize_is_preprocess()
         if self.precision == "float32":
             return bool(np.allclose(got, expected, atol=1e-3, rtol=1e-3))
-        integer = any(t["dtype"] == np.int8 for t in self.interpreter.get_tensor_details())
-        return integer and int8_matches(got, expected)
+        return int8_matches(got, expected)
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """Outputs for a preprocessed float32 batch (n, h, w, 3)."""
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+    def _interpreter(self, threads: int):
+        """An idle interpreter with ``threads`` threads, or a new one."""
+        global _announced
+        from ai_edge_litert.interpreter import Interpreter
+
         with self._lock:
-            inp = self.interpreter.get_input_details()[0]
-            if self._batch != batch.shape:
-                self.interpreter.resize_tensor_input(inp["index"], list(batch.shape))
-                self.interpreter.allocate_tensors()
-                self._batch = batch.shape
-            self.interpreter.set_tensor(inp["index"], batch)
-            self.interpreter.invoke()
-            return self.interpreter.get_tensor(self.interpreter.get_output_details()[0]["index"]).copy()
+            idle = self._idle.setdefault(threads, [])
+            if idle:
+                return idle.pop()
+        # XNNPACK announces itself on file descriptor 2 when the first interpreter of the process
+        # allocates its tensors. That one is made by __init__, in the caller's thread; the later
+        # ones, also made by worker threads, stay out of quiet_stderr, which a caller may hold.
+        with _quiet_stderr() if not _announced else contextlib.nullcontext():
+            interpreter = Interpreter(**self._source, num_threads=threads)
+            interpreter.allocate_tensors()
+            _announced = True
+        return interpreter
+
+    def _quantize(self, batch: np.ndarray) -> np.ndarray:
+        """A model input (float) as the uint8 input of an int8 model: rounded to the nearest level."""
+        scale, zero_point = self.quantization
+        return np.clip(np.round(batch / scale) + zero_point, 0, 255).astype(np.uint8)
+
+    def _quantize_is_preprocess(self) -> bool:
+        """Whether quantizing the preprocessed value of every pixel level gives the level
+        back: then photos are the model's uint8 input as they are."""
+        if self.preprocess is None:
+            return False
+        levels = np.broadcast_to(np.arange(256, dtype=np.float32)[None, :, None, None], (1, 256, 1, 3))
+        return bool(np.array_equal(self._quantize(self.preprocess(levels.copy())), levels))
+
+    def __call__(self, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Outputs for a batch (n, h, w, 3) of model input (preprocessed, float32);
+        ``threads``: inference threads for this call (None: the model's ``threads``)."""
+        if self.quantization is None:
+            batch = np.ascontiguousarray(batch, dtype=np.float32)
+        else:
+            batch = self._quantize(np.asarray(batch, dtype=np.float32))
+        return self._run(batch, threads)
+
+    def on_photos(self, photos: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Outputs for a batch of photos (n, h, w, 3), 0-255, uint8 or float: preprocessed
+        here, or for an int8 model that ``takes_pixels``, uint8 photos go in as they are."""
+        if self.takes_pixels and np.asarray(photos).dtype == np.uint8:
+            return self._run(np.ascontiguousarray(photos), threads)
+        if self.preprocess is None:
+            raise ValueError("on_photos needs the model's preprocess function: LiteRTModel(model, preprocess=...)")
+        return self(self.preprocess(np.asarray(photos, dtype=np.float32)), threads)
+
+    def _run(self, batch: np.ndarray, threads: int | None) -> np.ndarray:
+        threads = self.threads if threads is None else _check_threads(threads)
+        interpreter = self._interpreter(threads)
+        try:
+            inp = interpreter.get_input_details()[0]
+            size = [int(d) for d in inp["shape_signature"][1:]]  # -1: any
+            if batch.ndim != 4 or not len(batch) or any(d not in (-1, n) for d, n in zip(size, batch.shape[1:])):
+                raise ValueError(f"a batch of shape {batch.shape}: expected (n >= 1, {', '.join(map(str, size))})")
+            out = interpreter.get_output_details()[0]["index"]
+            outputs = []
+            for start in range(0, len(batch), SUB_BATCH):
+                part = batch[start:start + SUB_BATCH]
+                if tuple(inp["shape"]) != part.shape:
+                    interpreter.resize_tensor_input(inp["index"], list(part.shape))
+                    interpreter.allocate_tensors()
+                    inp = interpreter.get_input_details()[0]
+                interpreter.set_tensor(inp["index"], part)
+                interpreter.invoke()
+                outputs.append(interpreter.get_tensor(out))  # a copy
+            return np.concatenate(outputs)
+        finally:
+            with self._lock:
+                self._idle.setdefault(threads, []).append(interpreter)
 
 
 def int8_matches(got: np.ndarray, expected: np.ndarray, explained: float = 0.8) -> bool:
@@ -298,14 +380,19 @@ def resolve_precision(precision: str, backend: str | None) -> None:
         raise RuntimeError("precision='int8' needs the ai-edge-litert package: pip install ai-edge-litert")
 
 
-# keras.Model -> {precision: LiteRTModel}
+# keras.Model -> {precision: (weights_hash, its LiteRTModel, or why LiteRT cannot run it:
+# (exception type, message), not the exception, whose traceback would keep the model alive)}
 _converted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _converting = threading.Lock()
 
 
-def predictor(net, backend: str | None = None, precision: str = "float32") -> Callable[[np.ndarray], np.ndarray]:
-    """A function from a preprocessed batch to the model's outputs, on the chosen backend.
+def predictor(net, backend: str | None = None, precision: str = "float32",
+              threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from a batch of photos (n, h, w, 3), 0-255, uint8 or float, to the
+    model's outputs, on the chosen backend; it preprocesses them itself.
 
+    The function may be called from several threads: on LiteRT the calls run at once,
+    each with ``threads`` inference threads (None: every core); on Keras they take turns.
     The LiteRT model is made once per Keras model, weights and precision in a session
     (and cached on disk across sessions); changing the model's weights makes a new one.
     With ``backend=None``, a model LiteRT cannot convert to float32 runs on Keras, with
@@ -314,7 +401,7 @@ def predictor(net, backend: str | None = None, precision: str = "float32") -> Ca
 
     >>> net = load_model()
     >>> run = predictor(net, "litert", precision="int8")
-    >>> run(net.preprocess(np.zeros((1, 224, 224, 3)))).shape
+    >>> run(np.zeros((1, 224, 224, 3), np.uint8)).shape
     (1, 1000)
     """
     resolve_precision(precision, backend)
@@ -322,15 +409,27 @@ def predictor(net, backend: str | None = None, precision: str = "float32") -> Ca
     if chosen == "litert":
         with _converting:
             made = _converted.setdefault(net.model, {})
-            fast = made.get(precision)
-            try:
-                # The weights only: hashing the architecture (to_json) costs as much again, per call.
-                if fast is None or fast.weights_hash != weights_hash(net.model):
-                    fast = made[precision] = LiteRTModel(net.model, precision=precision, preprocess=net.preprocess)
-                return fast
-            except (RuntimeError, ValueError, OSError) as e:
-                if backend is not None or precision != "float32":
-                    raise
-                log.warning("LiteRT cannot run %s (%s): running on Keras", net.name, e)
-    # predict_on_batch: one compiled call, without predict()'s per-call dataset set-up.
-    return lambda batch: np.asarray(net.model.predict_on_batch(batch))
+            # The weights only: hashing the architecture (to_json) costs as much again, per call.
+            weights = weights_hash(net.model)
+            if made.get(precision, (None,))[0] != weights:
+                try:
+                    fast = LiteRTModel(net.model, precision=precision, preprocess=net.preprocess)
+                except (RuntimeError, ValueError, OSError) as e:
+                    fast = type(e), str(e)
+                made[precision] = weights, fast
+            fast = made[precision][1]
+        if not isinstance(fast, tuple):
+            return lambda photos: fast.on_photos(photos, threads)
+        error, message = fast
+        if backend is not None or precision != "float32":
+            raise error(message)
+        log.warning("LiteRT cannot run %s (%s): running on Keras", net.name, message)
+    turns = threading.Lock()
+
+    def keras_predict(photos: np.ndarray) -> np.ndarray:
+        batch = net.preprocess(np.asarray(photos, dtype=np.float32))
+        with turns:  # Keras and TensorFlow already use every core for one call
+            # predict_on_batch: one compiled call, without predict()'s per-call dataset set-up.
+            return np.asarray(net.model.predict_on_batch(batch))
+
+    return keras_predict

@@ -1,15 +1,18 @@
-"""Stream images through a model in batches, decoding the next batch while the model runs."""
+"""Stream images through a model in batches, one worker per core, each decoding and then predicting."""
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from .backends import predictor, resolve_precision
+from .backends import predictor, resolve_precision, usable_cores
 from .images import ImageLoadError, load_image
 
 PROGRESS_FROM = 64  # show a progress bar only for this many images or more
@@ -20,48 +23,70 @@ def source_name(source) -> str:
     return str(source) if isinstance(source, (str, Path)) else f"<{type(source).__name__}>"
 
 
-def _prepare(net, sources, pool) -> tuple[list[str | None], np.ndarray | None]:
-    """Decode sources in parallel and preprocess the loaded ones as one batch: one error
-    (str or None) per source, and the model's input (None when nothing loaded)."""
-
-    def one(source):
+def _decode(net, sources) -> tuple[list[str | None], np.ndarray | None]:
+    """One error (str or None) per source, and the photos that loaded as one uint8
+    batch (n, h, w, 3) at the model's input size (None when none loaded)."""
+    errors, photos = [], []
+    for source in sources:
         try:
-            # uint8 until the batch is stacked: a quarter of the bytes to copy.
-            return load_image(source, size=net.input_size, dtype="uint8"), None
+            # uint8: a quarter of the bytes of float32 to copy, and an int8 model's very input.
+            photos.append(load_image(source, size=net.input_size, dtype="uint8"))
+            errors.append(None)
         except ImageLoadError as e:
-            return None, str(e)
-
-    decoded = list(pool.map(one, sources))
-    arrays = [a for a, _ in decoded if a is not None]
-    batch = net.preprocess(np.stack(arrays).astype(np.float32)) if arrays else None
-    return [err for _, err in decoded], batch
+            errors.append(str(e))
+    return errors, np.stack(photos) if photos else None
 
 
-# Two decoding threads beside inference on every core: measured on 2 cores with LiteRT
-# (2 threads), 177 img/s from JPEGs against 170 with one decoding thread, and 138 or
-# fewer when LiteRT gets one thread and decoding the other core.
+# Each worker decodes a batch and then runs the model on it, so that while one worker
+# decodes, another runs the model. benchmarks/litert_design.py on 2 cores (Lite0 int8, dev-set
+# JPEGs): 312 images/s with two workers on single-threaded interpreters, 233 with one worker
+# whose interpreter has both cores but waits while it decodes.
 def stream_batches(net, sources: Sequence, batch_size: int = 32, backend: str | None = None,
-                   progress: bool | None = None, workers: int = 2,
+                   progress: bool | None = None, workers: int | None = None,
                    precision: str = "float32") -> Iterator[tuple[list, np.ndarray | None]]:
     """Yield, per batch, ``(errors, outputs)``: one error (str or None) per source
     of the batch, and the model's outputs for the sources that loaded, in order.
 
-    Decoding and preprocessing of batch i+1 run in threads while the model predicts
-    batch i, on ``backend`` ("keras", "litert", or None for LiteRT when installed)
-    at ``precision`` ("float32", or "int8" on LiteRT). A progress bar shows when
+    ``workers`` threads (None: one per usable core) each decode a batch of at most
+    ``batch_size`` sources and run the model on it, on ``backend`` ("keras",
+    "litert", or None for LiteRT when installed) at ``precision`` ("float32", or
+    "int8" on LiteRT). On LiteRT the workers' model calls run at once, sharing the
+    cores; on Keras they take turns, each call using every core. Batches are smaller
+    than ``batch_size`` when that keeps every worker busy. A progress bar shows when
     ``progress`` is True, or for None from PROGRESS_FROM images on.
+
+    >>> for errors, outputs in stream_batches(net, ["images/coffee.png"]):
+    ...     print(errors, outputs.shape)
+    [None] (1, 1000)
     """
     resolve_precision(precision, backend)  # a wrong argument fails even for no sources
-    run = predictor(net, backend, precision) if len(sources) else None
-    chunks = [list(sources[i:i + batch_size]) for i in range(0, len(sources), batch_size)]
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    workers = usable_cores() if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if not len(sources):
+        return
+    run = predictor(net, backend, precision, threads=max(1, usable_cores() // workers))
+    size = min(batch_size, math.ceil(len(sources) / workers))
+    chunks = iter([list(sources[i:i + size]) for i in range(0, len(sources), size)])
+
+    def job(chunk):
+        errors, photos = _decode(net, chunk)
+        return errors, run(photos) if photos is not None else None
+
     show = len(sources) >= PROGRESS_FROM if progress is None else progress
-    bar = tqdm(total=len(sources), disable=not show, unit="img")
-    with bar, ThreadPoolExecutor(workers) as pool, ThreadPoolExecutor(1) as prefetch:
-        pending = prefetch.submit(_prepare, net, chunks[0], pool) if chunks else None
-        for i in range(len(chunks)):
-            errors, batch = pending.result()
-            if i + 1 < len(chunks):
-                pending = prefetch.submit(_prepare, net, chunks[i + 1], pool)
-            outputs = run(batch) if batch is not None else None
-            bar.update(len(errors))
-            yield errors, outputs
+    with tqdm(total=len(sources), disable=not show, unit="img") as bar, ThreadPoolExecutor(workers) as pool:
+        # Twice as many batches as workers under way: a worker that finishes early starts
+        # the next batch instead of waiting for the one before it to be taken.
+        pending = deque(pool.submit(job, chunk) for chunk in islice(chunks, 2 * workers))
+        try:
+            while pending:
+                errors, outputs = pending.popleft().result()
+                pending.extend(pool.submit(job, chunk) for chunk in islice(chunks, 1))
+                bar.update(len(errors))
+                yield errors, outputs
+        finally:  # the caller stopped early, or a batch failed: start no more
+            for future in pending:
+                future.cancel()
+

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -87,9 +86,10 @@ def extract_features(net, sources: Sequence, pooling: str | None = "avg", batch_
                      backend: str | None = None, progress: bool | None = None, precision: str = "float32") -> Features:
     """Feature vectors of images (paths, PIL images or arrays) from a headless model.
 
-    Decoding overlaps inference and only one batch of images is held at a time, so
-    memory stays flat in the number of images (except for pooling None, which keeps
-    every feature map). A source that cannot be loaded gets a NaN row and its error.
+    Decoding overlaps inference and only a few batches are held at a time (up to two
+    per core), so memory stays flat in the number of images (except for pooling
+    None, which keeps every feature map). A source that cannot be loaded gets a NaN row
+    and its error.
 
     Args:
         net: from ``load_model(name, include_top=False)``.

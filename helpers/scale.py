@@ -118,7 +118,8 @@ class FeatureExtractor:
         when the image loaded); the model name and pooling in its schema metadata."""
         pa = _require("pyarrow", "pyarrow")
         paths = [str(p) for p in batch["path"]]
-        # In model batches of 32 inside Ray's batch: decoding the next overlaps the model.
+        # In model batches of 32 inside Ray's batch. extract_features starts one worker thread per core
+        # of the machine: Ray does not confine an actor to the cores it reserves for it.
         features = extract_features(self.net, paths, self.pooling, backend=self.backend, progress=False)
         width = features.vectors.shape[1]
         table = pa.table({

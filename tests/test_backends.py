@@ -1,7 +1,6 @@
 import logging
 import shutil
 
-import keras
 import numpy as np
 import pytest
 
@@ -80,11 +79,11 @@ def test_without_litert_keras_is_used_with_one_log_line(lite0, monkeypatch, capl
 @pytest.mark.skipif(not DEV.is_dir(), reason="dev data ../shared/data/imagenet-sample-dev is absent")
 def test_litert_matches_keras_on_the_dev_set(lite0, lite0_headless):
     files = list_images(DEV)
-    batch = lambda fs: lite0.preprocess(np.stack([load_image(f, size=lite0.input_size) for f in fs]))  # noqa: E731
+    photos = lambda fs: np.stack([load_image(f, size=lite0.input_size, dtype="uint8") for f in fs])  # noqa: E731
     fast, plain = predictor(lite0, "litert"), predictor(lite0, "keras")
     same_top1, largest = 0, 0.0
     for start in range(0, len(files), 50):
-        x = batch(files[start:start + 50])
+        x = photos(files[start:start + 50])
         a, b = fast(x), plain(x)
         same_top1 += int((a.argmax(1) == b.argmax(1)).sum())
         largest = max(largest, float(np.abs(a - b).max()))
@@ -116,7 +115,7 @@ def test_changed_weights_are_converted_again(tiny_net, tmp_path, monkeypatch):
     net.model.set_weights([w * 0.5 for w in net.model.get_weights()])
     after = predictor(net, "litert")(batch)
     assert not np.allclose(before, after)
-    np.testing.assert_allclose(after, net.model.predict(batch, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(after, net.model.predict(net.preprocess(batch), verbose=0), atol=1e-5)
 
 
 def test_an_unwritable_cache_keeps_the_conversion_in_memory(tiny_net, tmp_path, caplog):
@@ -191,8 +190,8 @@ def test_int8_needs_litert_and_a_known_precision(tiny_net, monkeypatch):
 
 def test_int8_agrees_with_float_on_photos_it_was_not_calibrated_on(lite0):
     animals = list_images(IMAGES / "animals")  # calibration uses the photos of images/ itself
-    batch = lite0.preprocess(np.stack([load_image(f, size=lite0.input_size) for f in animals]))
-    small, fast = predictor(lite0, "litert", "int8")(batch), predictor(lite0, "litert")(batch)
+    photos = np.stack([load_image(f, size=lite0.input_size, dtype="uint8") for f in animals])
+    small, fast = predictor(lite0, "litert", "int8")(photos), predictor(lite0, "litert")(photos)
     assert np.mean(small.argmax(1) == fast.argmax(1)) >= 0.9
     assert backends.int8_matches(small, fast)
 
@@ -203,7 +202,7 @@ def test_int8_is_within_a_point_of_float_on_the_dev_set(lite0, lite0_headless):
     truth = np.array([f.name.split("_")[0] for f in files])
     outputs, features = {"float32": [], "int8": []}, {"float32": [], "int8": []}
     for start in range(0, len(files), 50):
-        x = lite0.preprocess(np.stack([load_image(f, size=lite0.input_size) for f in files[start:start + 50]]))
+        x = np.stack([load_image(f, size=lite0.input_size, dtype="uint8") for f in files[start:start + 50]])
         for precision in outputs:
             outputs[precision].append(predictor(lite0, "litert", precision)(x))
             features[precision].append(predictor(lite0_headless, "litert", precision)(x).mean(axis=(1, 2)))
@@ -217,3 +216,104 @@ def test_int8_is_within_a_point_of_float_on_the_dev_set(lite0, lite0_headless):
           f"feature cosine mean {cosine.mean():.4f}, min {cosine.min():.4f}")
     assert accuracy["int8"] >= accuracy["float32"] - 0.01 and agree >= 0.97
     assert cosine.mean() >= 0.99
+
+
+def test_int8_takes_photos_as_pixels_when_its_input_quantization_is_the_preprocessing(tiny_net, tmp_path):
+    net = tiny_net()  # EfficientNet-Lite's preprocessing, (x - 127) / 128
+    small = LiteRTModel(net.model, cache=tmp_path, precision="int8", preprocess=net.preprocess)
+    assert small.takes_pixels and small.quantization == (1 / 128, 127)
+    photos = backends.calibration_images((32, 32))[3::9]
+    # uint8 photos go in as they are; float ones are preprocessed and quantized: the same levels.
+    np.testing.assert_array_equal(small.on_photos(photos), small.on_photos(photos.astype(np.float32)))
+    assert backends.int8_matches(small.on_photos(photos), net.model.predict(net.preprocess(photos), verbose=0))
+
+
+def test_int8_with_another_preprocessing_quantizes_the_preprocessed_photos(tiny_net, tmp_path):
+    net = tiny_net()
+    to_unit = lambda batch: np.asarray(batch, dtype=np.float32) / 127.5 - 1  # noqa: E731 (MobileNetV2's)
+    small = LiteRTModel(net.model, cache=tmp_path, precision="int8", preprocess=to_unit)
+    assert not small.takes_pixels  # a scale of 2/255 cannot map every pixel level to itself
+    photos = backends.calibration_images((32, 32))[3::9]
+    assert backends.int8_matches(small.on_photos(photos), net.model.predict(to_unit(photos), verbose=0))
+
+
+def recording_batch_sizes(fast: LiteRTModel) -> list[int]:
+    """The size of every batch ``fast``'s interpreters are given from now on."""
+    sizes: list[int] = []
+    make = fast._interpreter
+
+    def interpreter(threads):
+        made = make(threads)
+        if not hasattr(made, "recorded"):
+            made.recorded, set_tensor = True, made.set_tensor
+            made.set_tensor = lambda index, value: sizes.append(len(value)) or set_tensor(index, value)
+        return made
+
+    fast._interpreter = interpreter
+    return sizes
+
+
+def test_a_batch_runs_in_sub_batches_with_the_outputs_of_one_photo_at_a_time(tiny_net, tmp_path):
+    net = tiny_net()
+    fast = LiteRTModel(net.model, cache=tmp_path, preprocess=net.preprocess)
+    photos = np.random.default_rng(3).integers(0, 256, (2 * backends.SUB_BATCH + 3, 32, 32, 3), dtype=np.uint8)
+    alone = np.concatenate([fast.on_photos(photo[None]) for photo in photos])
+    sizes = recording_batch_sizes(fast)
+    np.testing.assert_allclose(fast.on_photos(photos), alone, atol=1e-6)
+    assert sizes == [backends.SUB_BATCH, backends.SUB_BATCH, 3]
+
+
+def test_calls_from_two_threads_run_at_once_on_their_own_interpreters(tiny_net, tmp_path):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    net = tiny_net()
+    fast = LiteRTModel(net.model, cache=tmp_path, preprocess=net.preprocess)
+    photos = np.random.default_rng(4).integers(0, 256, (2, 5, 32, 32, 3), dtype=np.uint8)
+    expected = [fast.on_photos(batch) for batch in photos]
+    # Each call waits inside its interpreter until the other call is inside one too:
+    # calls that took turns would break the barrier after its timeout.
+    both_inside = threading.Barrier(2, timeout=30)
+    make = fast._interpreter
+
+    def interpreter(threads):
+        made = make(threads)
+        both_inside.wait()
+        return made
+
+    fast._interpreter = interpreter
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda batch: fast.on_photos(batch, threads=1), photos))
+    for outputs, want in zip(got, expected):
+        np.testing.assert_allclose(outputs, want, atol=1e-6)
+
+
+def test_bad_batches_and_thread_counts_are_refused(tiny_net, tmp_path):
+    net = tiny_net()
+    fast = LiteRTModel(net.model, cache=tmp_path, preprocess=net.preprocess)
+    with pytest.raises(ValueError, match=r"a batch of shape \(1, 64, 64, 3\): expected \(n >= 1, 32, 32, 3\)"):
+        fast.on_photos(np.zeros((1, 64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match="a batch of shape"):
+        fast.on_photos(np.zeros((0, 32, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        fast.on_photos(np.zeros((1, 32, 32, 3), np.uint8), threads=0)
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        LiteRTModel(net.model, cache=tmp_path, threads=-2)
+
+
+def test_a_model_litert_cannot_run_falls_back_to_keras_once_per_weights(tiny_net, monkeypatch, caplog):
+    net = tiny_net()
+    tries = []
+
+    def cannot(*args, **kwargs):
+        tries.append(1)
+        raise RuntimeError("no kernel for this op")
+
+    monkeypatch.setattr(backends, "LiteRTModel", cannot)
+    photos = np.zeros((2, 32, 32, 3), np.uint8)
+    with caplog.at_level(logging.WARNING, logger="helpers"):
+        outputs = [predictor(net)(photos) for _ in range(3)]
+    assert len(tries) == 1 and "running on Keras" in caplog.text
+    np.testing.assert_allclose(outputs[0], net.model.predict(net.preprocess(photos), verbose=0), atol=1e-6)
+    with pytest.raises(RuntimeError, match="no kernel"):
+        predictor(net, "litert")  # asked for by name: the error, not Keras

@@ -1,0 +1,90 @@
+"""Why LiteRT runs batches 4 images at a time, and why ``classify`` runs one worker per core.
+
+    python benchmarks/litert_design.py [--model NAME] [--n N]
+
+1. Images per second of one LiteRT call on decoded photos, one inference thread, by
+   sub-batch size (``helpers.backends.SUB_BATCH``), float32 and int8.
+2. ``stream_batches`` from JPEG files at int8: one worker whose interpreter uses every
+   core (decoding, then inference, in turn) against one worker per core, each on a
+   single-threaded interpreter (the default).
+
+Uses the dev set (../shared/data/imagenet-sample-dev) when present, else the photos in
+images/ repeated; best of 3, every variant in one run, alternating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from helpers import list_images, load_image, load_model  # noqa: E402
+from helpers import backends  # noqa: E402
+from helpers.batches import stream_batches  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV_SET = ROOT.parent / "shared" / "data" / "imagenet-sample-dev"
+
+
+def best_rate(run, count: int, repeats: int = 3) -> float:
+    """Images per second of ``run``, best of ``repeats``."""
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = max(best, count / (time.perf_counter() - start))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--n", type=int, default=256)
+    args = parser.parse_args()
+    net = load_model(args.model)
+    pool = list_images(DEV_SET) if DEV_SET.is_dir() else list_images(ROOT / "images")
+    files = [pool[i % len(pool)] for i in range(args.n)]
+    decoded = np.stack([load_image(f, size=net.input_size, dtype="uint8") for f in files])
+    print(f"model {args.model}, {len(files)} photos from {files[0].parent}, {backends.usable_cores()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+    sizes = (1, 2, 4, 8, 32)
+    fast = {p: backends.LiteRTModel(net.model, precision=p, preprocess=net.preprocess) for p in ("float32", "int8")}
+    rates: dict[tuple[str, int], float] = {}
+    default = backends.SUB_BATCH
+    try:
+        for _ in range(3):  # alternate, so that a burst of other work does not pick the winner
+            for precision, model in fast.items():
+                for size in sizes:
+                    backends.SUB_BATCH = size
+                    rate = best_rate(lambda: [model.on_photos(decoded[i:i + 32], threads=1)  # noqa: B023
+                                              for i in range(0, len(decoded), 32)], len(files), 1)
+                    rates[precision, size] = max(rates.get((precision, size), 0.0), rate)
+    finally:
+        backends.SUB_BATCH = default
+    print("1. one thread, images/s by sub-batch size:", "  ".join(f"{s:>6}" for s in sizes))
+    for precision in fast:
+        print(f"   {precision:<40}", "  ".join(f"{rates[precision, s]:6.1f}" for s in sizes))
+
+    def stream(workers):
+        return lambda: list(stream_batches(net, files, workers=workers, precision="int8", progress=False))
+
+    cores = backends.usable_cores()
+    variants = {f"one worker, {cores}-thread interpreter": stream(1),
+                f"{cores} workers, 1-thread interpreters": stream(cores)}
+    found = dict.fromkeys(variants, 0.0)
+    for _ in range(3):
+        for name, run in variants.items():
+            found[name] = max(found[name], best_rate(run, len(files), 1))
+    print("2. int8 from JPEG files, images/s:")
+    for name, rate in found.items():
+        print(f"   {name:<40} {rate:6.1f}")
+
+
+if __name__ == "__main__":
+    main()
