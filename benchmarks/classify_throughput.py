@@ -28,7 +28,7 @@ from PIL import Image  # noqa: E402
 
 from helpers import classify, extract_features, list_images, load_image, load_model  # noqa: E402
 from helpers.backends import predictor  # noqa: E402
-from helpers.images import CROP_FRACTION  # noqa: E402
+from helpers.images import CROP_FRACTION, center_box  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_SET = ROOT.parent / "shared" / "data" / "imagenet-sample-dev"
@@ -52,8 +52,9 @@ def cpu_ms(step, items) -> float:
     return 1000 * best / len(items)
 
 
-def decode_breakdown(files: list[Path], size: int) -> dict[str, float]:
+def decode_breakdown(files: list[Path], net) -> dict[str, float]:
     """CPU ms per photo of each step of ``load_image(path, size)``, and of batching."""
+    size = net.input_size[0]
     shorter = int(np.ceil(size / CROP_FRACTION))
 
     def decode(data):
@@ -62,25 +63,21 @@ def decode_breakdown(files: list[Path], size: int) -> dict[str, float]:
         image.load()
         return image
 
-    def crop_box(image):
-        ratio = shorter / min(image.size)
-        w, h = max(size, round(image.width * ratio)), max(size, round(image.height * ratio))
-        sx, sy = image.width / w, image.height / h
-        left, top = (w - size) // 2, (h - size) // 2
-        return left * sx, top * sy, (left + size) * sx, (top + size) * sy
+    def resize(image):  # as load_image does
+        return image.resize((size, size), Image.BILINEAR, box=center_box(image.size, (size, size)), reducing_gap=3.0)
 
     raw = [f.read_bytes() for f in files]
     decoded = [decode(data) for data in raw]
-    resized = [im.resize((size, size), Image.BILINEAR, box=crop_box(im)) for im in decoded]
+    resized = [resize(im) for im in decoded]
     arrays = [np.asarray(im) for im in resized]
     batches = [arrays[i:i + 32] for i in range(0, len(arrays), 32)]
     return {
         "decode (JPEG, drafted)": cpu_ms(decode, raw),
-        "resize the center box": cpu_ms(lambda im: im.resize((size, size), Image.BILINEAR, box=crop_box(im)), decoded),
+        "resize the center box": cpu_ms(resize, decoded),
         "to a uint8 array": cpu_ms(np.asarray, resized),
         "load_image total, uint8": cpu_ms(lambda f: load_image(f, size=size, dtype="uint8"), files),
         "load_image total, float32": cpu_ms(lambda f: load_image(f, size=size), files),
-        "stack + float32 + preprocess": cpu_ms(lambda b: (np.stack(b).astype(np.float32) - 127) / 128, batches)
+        "stack + float32 + preprocess": cpu_ms(lambda b: net.preprocess(np.stack(b).astype(np.float32)), batches)
         * len(batches) / len(arrays),
     }
 
@@ -109,7 +106,7 @@ def main() -> None:
     files = photo_paths(args.n)
     decoded = np.stack([load_image(f, size=size, dtype="uint8") for f in files])  # decoded, 0-255
     ready = nets["classify"].preprocess(decoded.astype(np.float32))  # Keras' input
-    steps = decode_breakdown(files[:64], size)
+    steps = decode_breakdown(files[:64], nets["classify"])
 
     def from_files(task, precision):
         net, call = nets[task], classify if task == "classify" else extract_features

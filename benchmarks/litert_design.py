@@ -17,18 +17,15 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from helpers import list_images, load_image, load_model  # noqa: E402
+from helpers import load_image, load_model  # noqa: E402
 from helpers import backends  # noqa: E402
 from helpers.batches import stream_batches  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-DEV_SET = ROOT.parent / "shared" / "data" / "imagenet-sample-dev"
+from classify_throughput import photo_paths  # noqa: E402  (the script's own folder is on sys.path)
 
 
 def best_rate(run, count: int, repeats: int = 3) -> float:
@@ -47,8 +44,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=256)
     args = parser.parse_args()
     net = load_model(args.model)
-    pool = list_images(DEV_SET) if DEV_SET.is_dir() else list_images(ROOT / "images")
-    files = [pool[i % len(pool)] for i in range(args.n)]
+    files = photo_paths(args.n)
     decoded = np.stack([load_image(f, size=net.input_size, dtype="uint8") for f in files])
     print(f"model {args.model}, {len(files)} photos from {files[0].parent}, {backends.usable_cores()} cores, "
           f"load average {os.getloadavg()[0]:.1f}")

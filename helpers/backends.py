@@ -241,8 +241,9 @@ class LiteRTModel:
         self.quantization, self.takes_pixels = None, False
         try:
             interpreter = self._interpreter(self.threads)
-            quantized = interpreter.get_input_details()[0]["dtype"] == np.uint8
-            self.quantization = interpreter.get_input_details()[0]["quantization"] if quantized else None
+            inp = interpreter.get_input_details()[0]
+            quantized = inp["dtype"] == np.uint8
+            self.quantization = inp["quantization"] if quantized else None
             self._idle[self.threads] = [interpreter]
             got = self(probe)
         except (ValueError, RuntimeError):  # not a flatbuffer, or not this model's

@@ -62,12 +62,13 @@ def stream_batches(net, sources: Sequence, batch_size: int = 32, backend: str | 
     resolve_precision(precision, backend)  # a wrong argument fails even for no sources
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    workers = usable_cores() if workers is None else workers
+    cores = usable_cores()
+    workers = cores if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if not len(sources):
         return
-    run = predictor(net, backend, precision, threads=max(1, usable_cores() // workers))
+    run = predictor(net, backend, precision, threads=max(1, cores // workers))
     size = min(batch_size, math.ceil(len(sources) / workers))
     chunks = iter([list(sources[i:i + size]) for i in range(0, len(sources), size)])
 

@@ -137,11 +137,11 @@ def occlusion(net: Explainable, image: ImageSource, class_index: int | str | Non
         raise ValueError(f"need 0 < stride <= patch <= {min(height, width)} (the model input) so every "
                          f"pixel is covered; got patch={patch}, stride={stride}")
     x = _model_input(setup, pixels)[0]
-    base = _probabilities(net, x[None])[0]
+    base = _probabilities(setup, x[None])[0]
     target = _resolve_class(base.shape[-1], class_index, base)
     corners = [(top, left) for top in _starts(height, patch, stride) for left in _starts(width, patch, stride)]
     occluded = np.stack([apply_grey_patch(x, left, top, patch) for top, left in corners])
-    probs = _probabilities(net, occluded, batch_size)[:, target]
+    probs = _probabilities(setup, occluded, batch_size)[:, target]
     fall, count = np.zeros((height, width), np.float32), np.zeros((height, width), np.float32)
     for (top, left), p in zip(corners, probs):
         fall[top:top + patch, left:left + patch] += base[target] - p
@@ -221,9 +221,8 @@ EXPLAINERS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def _probabilities(net: Explainable, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+def _probabilities(setup: _Setup, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Class probabilities (n, classes) for 0-255 images (n, h, w, 3) already at the input size."""
-    setup = _setup(net)
     # Direct calls, not model.predict: no tf.function to retrace for every model and batch shape.
     return np.concatenate([np.asarray(setup.model(setup.preprocess(images[start:start + batch_size]),
                                                   training=False))
@@ -311,9 +310,8 @@ def _last_spatial_layer(model: keras.Model) -> keras.layers.Layer:
 
 def _default_layer(setup: _Setup) -> keras.layers.Layer:
     """The registry's Grad-CAM layer when the model has it, else the last spatial layer."""
-    if setup.gradcam_layer and any(layer.name == setup.gradcam_layer for layer in _all_layers(setup.model)):
-        return _find_layer(setup.model, setup.gradcam_layer)
-    return _last_spatial_layer(setup.model)
+    named = [layer for layer in _all_layers(setup.model) if layer.name == setup.gradcam_layer]
+    return named[0] if named else _last_spatial_layer(setup.model)
 
 
 # Probe models already built, per model: rebuilding adds nodes to the model's layers each time.

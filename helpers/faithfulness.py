@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 from scipy.stats import spearmanr
 
-from .explain import Explainable, _all_layers, _is_nested, _probabilities, _resolve_class, _setup
+from .explain import Explainable, _all_layers, _is_nested, _model_input, _probabilities, _resolve_class, _setup
 from .images import ImageSource, load_image
 from .models import Net
 
@@ -165,12 +165,14 @@ def randomization_check(net: Explainable, image: ImageSource, explainer: Callabl
     >>> randomization_check(net, "images/coffee.png", gradcam).spearman
     0.03...
     """
-    scores = _probabilities(net, _squashed(net, image)[None])[0]
+    pixels = load_image(image)  # decoded once, for the scores and both maps
+    setup = _setup(net)
+    scores = _probabilities(setup, _model_input(setup, pixels))[0]
     target = _resolve_class(len(scores), class_index, scores)
-    original = explainer(net, image, target)
+    original = explainer(net, pixels, target)
     model = net.model if isinstance(net, Net) else net
     scrambled, names = _scrambled_copy(model, layers, seed)
-    randomized = explainer(replace(net, model=scrambled) if isinstance(net, Net) else scrambled, image, target)
+    randomized = explainer(replace(net, model=scrambled) if isinstance(net, Net) else scrambled, pixels, target)
     # A constant map (no evidence anywhere) has no ranks to correlate: it shares nothing with the other.
     constant = np.ptp(original) == 0 or np.ptp(randomized) == 0
     rho = 0.0 if constant else float(spearmanr(original.ravel(), randomized.ravel()).statistic)
@@ -184,7 +186,8 @@ def _curve(net: Explainable, image: ImageSource, heatmap: np.ndarray, class_inde
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     pixels = load_image(image)
-    x = _squashed(net, pixels)
+    setup = _setup(net)
+    x = _model_input(setup, pixels)[0]
     if insert:
         blur = ImageFilter.GaussianBlur(BLUR_SIGMA * max(x.shape[:2]))
         start, end = np.asarray(Image.fromarray(x.astype(np.uint8)).filter(blur), dtype=np.float32), x
@@ -203,7 +206,7 @@ def _curve(net: Explainable, image: ImageSource, heatmap: np.ndarray, class_inde
     probabilities = []
     for first in range(0, steps + 1, batch_size):
         switched = rank[None] < counts[first:first + batch_size, None, None]
-        probabilities.append(_probabilities(net, np.where(switched[..., None], end[None], start[None]), batch_size))
+        probabilities.append(_probabilities(setup, np.where(switched[..., None], end[None], start[None]), batch_size))
     probabilities = np.concatenate(probabilities)
     # The photo itself is the last image of an insertion path and the first of a deletion path.
     target = _resolve_class(probabilities.shape[-1], class_index, probabilities[-1 if insert else 0])
@@ -222,11 +225,6 @@ def _relevance(heatmap: np.ndarray, image_shape: tuple[int, int], input_size: tu
         raise ValueError("heatmap has NaN or infinite values")
     resized = Image.fromarray(heatmap).resize(input_size[::-1], Image.BILINEAR)
     return np.asarray(resized, dtype=np.float32)
-
-
-def _squashed(net: Explainable, image: ImageSource) -> np.ndarray:
-    """The whole photo squashed to the model input: float32 (h, w, 3), 0-255."""
-    return load_image(image, size=_setup(net).input_size, crop=None)
 
 
 def _scrambled_copy(model: keras.Model, layers: int, seed: int) -> tuple[keras.Model, list[str]]:

@@ -61,6 +61,22 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def center_box(photo_size: tuple[int, int], size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The box (left, top, right, bottom) of a photo of ``photo_size`` (w, h) that ``load_image``
+    keeps for ``size`` (h, w): the centre of the photo with its shorter side resized to
+    max(h, w) / CROP_FRACTION, in the photo's own pixels.
+
+    >>> center_box((512, 256), (224, 224))
+    (144.0, 16.0, 368.0, 240.0)
+    """
+    (width, height), (h, w) = photo_size, size
+    ratio = max(h, w) / CROP_FRACTION / min(width, height)
+    resized_w, resized_h = max(w, round(width * ratio)), max(h, round(height * ratio))
+    sx, sy = width / resized_w, height / resized_h
+    left, top = (resized_w - w) // 2, (resized_h - h) // 2
+    return left * sx, top * sy, (left + w) * sx, (top + h) * sy
+
+
 def load_image(source: ImageSource, size: int | tuple[int, int] | None = None,
                crop: str | None = "center", dtype: str = "float32") -> np.ndarray:
     """Load a photo as an RGB array (h, w, 3) with values in 0-255.
@@ -102,12 +118,7 @@ def load_image(source: ImageSource, size: int | tuple[int, int] | None = None,
         # only that box gives the pixels of resizing the whole photo and cropping (+-1 in
         # 2% of the values, from rounding) in 60% of the time. Above a factor of 6 (big
         # PNGs: JPEGs arrive drafted), a cheap box reduction first bounds the cost.
-        ratio = max(h, w) / CROP_FRACTION / min(image.size)
-        resized_w, resized_h = max(w, round(image.width * ratio)), max(h, round(image.height * ratio))
-        sx, sy = image.width / resized_w, image.height / resized_h
-        left, top = (resized_w - w) // 2, (resized_h - h) // 2
-        box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
-        image = image.resize((w, h), Image.BILINEAR, box=box, reducing_gap=3.0)
+        image = image.resize((w, h), Image.BILINEAR, box=center_box(image.size, (h, w)), reducing_gap=3.0)
     elif size is not None:
         image = image.resize((w, h), Image.BILINEAR, reducing_gap=3.0)
     return np.asarray(image, dtype=np.float32) if dtype == "float32" else np.array(image)

@@ -23,7 +23,7 @@ from .features import Features, extract_features
 from .images import ImageLoadError, ImageSource
 from .models import DEFAULT_MODEL, load_model
 from .quiet import quiet_stderr
-from .similarity import _as_array, _check_top, _vectors, _vectors_and_names, normalize
+from .similarity import _as_array, _check_threshold, _check_top, _vectors, _vectors_and_names, normalize
 
 if TYPE_CHECKING:  # optional: imported by the functions that use them
     import pyarrow
@@ -331,9 +331,7 @@ class FaissIndex:
         >>> index.near_duplicates(net.spec.near_duplicate_threshold)
         [('images/flower.jpg', 'images/花.jpg', 1.0), ...]
         """
-        if threshold is None:
-            raise ValueError("threshold is None: this model has no calibrated near-duplicate threshold; "
-                             "pass a number, e.g. 0.8, and check the pairs it finds")
+        _check_threshold(threshold)
         # FAISS keeps what scores above the radius: step just below, so a pair at the threshold counts.
         radius = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
         best: dict[tuple[int, int], float] = {}

@@ -71,6 +71,12 @@ def _check_top(top: int | None) -> None:
         raise ValueError(f"top must be at least 1 (or None for all), got {top}")
 
 
+def _check_threshold(threshold: float | None) -> None:
+    if threshold is None:
+        raise ValueError("threshold is None: this model has no calibrated near-duplicate threshold "
+                         "(net.spec.near_duplicate_threshold); pass a number, e.g. 0.8, and check the pairs it finds")
+
+
 def cosine_similarity(queries, gallery) -> np.ndarray:
     """Cosine similarity of one query (D,) or many (Q, D) against a gallery (N, D).
 
@@ -195,9 +201,7 @@ def find_near_duplicates(features, threshold: float,
     >>> find_near_duplicates(extract_features(net, list_images("images")), net.spec.near_duplicate_threshold)
     [('images/flower.jpg', 'images/花.jpg', 1.0), ('images/motorcycle_left.png', 'images/motorcycle_right.png', 0.89)]
     """
-    if threshold is None:
-        raise ValueError("threshold is None: this model has no calibrated near-duplicate threshold "
-                         "(net.spec.near_duplicate_threshold); pass a number, e.g. 0.8, and check the pairs it finds")
+    _check_threshold(threshold)
     if getattr(features, "precision", "float32") != "float32":
         # int8 moves vectors by a cosine of about 0.006 on average: as much as the calibrated thresholds have to spare.
         raise ValueError(f"these features are {features.precision}: the near-duplicate thresholds are calibrated on "
