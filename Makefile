@@ -5,7 +5,7 @@ PYTHON ?= python3
 # No TensorFlow settings here: the helpers package quiets TensorFlow itself, so the make, conda
 # and plain-pip routes of the README meet the same environment.
 
-.PHONY: test lab outputs lock check-models
+.PHONY: test test-portable lab outputs lock check-models
 
 # Every package at the version in requirements.txt, the lock the notebooks' outputs were made with.
 $(VENV)/.installed: pyproject.toml requirements.txt
@@ -14,9 +14,25 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	$(PY) -m pip install -c requirements.txt -e ".[dev,scale]"
 	touch $@
 
+# The helpers' tests and the notebooks (nbval: each cell's stored output against a fresh run), in
+# one pytest run spread over up to 4 processes; a notebook's cells stay in order in one of them.
+# Each extra process holds its own TensorFlow and models: -n 1 for a machine short of memory.
+TEST_ARGS ?= -n auto --maxprocesses=4
 test: $(VENV)/.installed
-	$(PY) -m pytest tests
-	if ls notebooks/*.ipynb >/dev/null 2>&1; then $(PY) -m pytest --nbval --nbval-current-env notebooks; fi
+	$(PY) -m pytest $(TEST_ARGS) --dist loadscope --nbval --nbval-current-env tests notebooks
+
+# The notebooks again under the numerics of other computers, each run with an empty cache of
+# converted models (so int8 is calibrated again): TensorFlow without oneDNN (as on Apple Silicon)
+# on one core, then oneDNN limited to AVX2 (an older or smaller x86 CPU). .ci/run runs it after
+# `make test`. Minutes: not part of `make test`.
+ONE_CORE := $(if $(shell command -v taskset),taskset -c 0) env OMP_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
+test-portable: $(VENV)/.installed
+	cache=$$(mktemp -d) && HELPERS_CACHE=$$cache TF_ENABLE_ONEDNN_OPTS=0 $(ONE_CORE) \
+		$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env notebooks; \
+		status=$$?; rm -rf $$cache; test $$status = 0
+	cache=$$(mktemp -d) && HELPERS_CACHE=$$cache ONEDNN_MAX_CPU_ISA=AVX2 \
+		$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env notebooks; \
+		status=$$?; rm -rf $$cache; test $$status = 0
 
 # Jupyter refuses to run as root unless told (containers often run as root).
 lab: $(VENV)/.installed

@@ -1,37 +1,15 @@
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-ROOT = Path(__file__).resolve().parents[1]
-# Converted LiteRT models: kept between test runs, out of the user's own cache.
-os.environ.setdefault("HELPERS_CACHE", str(ROOT / ".pytest_cache" / "litert"))
-
-IMAGES = ROOT / "images"
-DEV = ROOT.parent / "shared" / "data" / "imagenet-sample-dev"  # dev data: tests that use it skip without it
-
-
-def tiny_spec(**changes):
-    """The registry record of the tiny model below; ``changes`` replace fields."""
-    from dataclasses import replace
-
-    from helpers import ModelSpec
-    from helpers.efficientnet_lite import preprocess
-
-    spec = ModelSpec("tiny", 32, preprocess, last_conv_layer="conv1_relu",
-                     activation_layers=("conv0_relu", "conv1", "conv1_relu"), fine_tune_from="conv1", feature_width=8)
-    return replace(spec, **changes)
+from support import tiny_spec
 
 
 @pytest.fixture
-def tiny_net():
+def tiny_net(tmp_path_factory, monkeypatch):
     """Makes small Nets in the image of the real ones (conv, BatchNorm, ReLU, twice, on a
     32x32 input): ``tiny_net()`` with a 5-class softmax top, ``tiny_net(top=False)``
-    headless, ``tiny_net(seed=1)`` with other random weights. Not in the registry."""
+    headless, ``tiny_net(seed=1)`` with other random weights. Not in the registry: their
+    conversions go to a cache of the test's own, never to the user's."""
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path_factory.mktemp("cache")))
     import keras
     from keras import layers
 
@@ -64,9 +42,3 @@ def lite0_headless():
     from helpers import load_model
 
     return load_model(include_top=False)
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    """``python -m helpers ARGS`` from the project root, as a user runs it."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "helpers", *args], capture_output=True, text=True, cwd=ROOT, env=env)

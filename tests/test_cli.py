@@ -2,7 +2,7 @@ import json
 from pathlib import Path
 
 from helpers import edit, list_images
-from conftest import IMAGES, run_cli
+from support import IMAGES, run_cli
 from test_similarity import SAME_SCENE
 
 

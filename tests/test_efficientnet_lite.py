@@ -1,7 +1,7 @@
 import pytest
 
 from helpers import decode_predictions, load_image, load_model
-from conftest import IMAGES
+from support import IMAGES
 
 
 def _top(net, name, crop="center", k=5):

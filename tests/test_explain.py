@@ -4,7 +4,7 @@ import pytest
 
 from helpers import Net, build_classifier, imagenet_classes, load_image, load_model, mosaic
 from helpers.explain import EXPLAINERS, activations, gradcam, occlusion
-from conftest import IMAGES, tiny_spec
+from support import IMAGES, tiny_spec
 
 # Tiles of the 2x2 mosaic, row by row, and the class each one shows.
 TILES = ["chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png"]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from helpers import extract_features, list_images, load_features, load_model
-from conftest import IMAGES
+from support import IMAGES
 
 
 @pytest.mark.parametrize("pooling, shape", [("avg", (2, 1280)), ("max", (2, 1280)), (None, (2, 7, 7, 1280))])

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from helpers import ImageLoadError, list_images, load_image
-from conftest import IMAGES
+from support import IMAGES
 
 
 def test_load_image_center_crop_and_squash():

@@ -6,7 +6,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from helpers.plots import compare_explanations, overlay, overlay_heatmap, show_activations, show_predictions
-from conftest import IMAGES
+from support import IMAGES
 
 RNG = np.random.default_rng(0)
 IMAGE = RNG.uniform(0, 255, (60, 80, 3)).astype(np.float32)

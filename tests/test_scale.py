@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from helpers import ImageLoadError, SimilarityIndex, extract_features, find_near_duplicates, list_images
-from conftest import IMAGES, ROOT
+from support import IMAGES, ROOT
 
 needs_faiss = pytest.mark.skipif(importlib.util.find_spec("faiss") is None,
                                  reason='faiss-cpu is not installed (the scale extra): pip install -e ".[scale]"')

@@ -6,7 +6,7 @@ import sys
 import tomllib
 
 import pytest
-from conftest import ROOT
+from support import ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -42,13 +42,24 @@ def test_every_install_route_uses_the_lock():
     env = (ROOT / "environment.yml").read_text()
     assert re.search(r"^\s*- -c requirements\.txt\s*$", env, re.M)
     assert re.search(r"^\s*- -e \.\[dev,scale\]\s*$", env, re.M)
-    # The settings the notebooks need live in the package, not only in the Makefile.
-    assert "TF_ENABLE_ONEDNN_OPTS" not in makefile
+    # The settings the notebooks need live in the package, not only in the Makefile: the targets a
+    # reader runs set no TensorFlow variable (test-portable does, on purpose, to change the numerics).
+    for target in ("test", "lab", "outputs"):
+        recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+        assert "TF_" not in recipe and "ONEDNN" not in recipe, target
+    # The README's routes run the tests as make does.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    make_args = re.search(r"^TEST_ARGS \?= (.*)$", makefile, re.M).group(1)
+    assert re.search(r"^\t\$\(PY\) -m pytest \$\(TEST_ARGS\) (.*)$", makefile, re.M).group(1) == \
+        "--dist loadscope --nbval --nbval-current-env tests notebooks"
+    assert readme.count(f"pytest {make_args} --dist loadscope --nbval --nbval-current-env tests notebooks") == 2
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    """A terminal with nothing set for TensorFlow: PATH and HOME (plus the test cache of LiteRT models)."""
-    env = {k: os.environ[k] for k in ("PATH", "HOME", "SYSTEMROOT", "HELPERS_CACHE") if k in os.environ}
+    """A terminal with nothing set for TensorFlow: PATH and HOME (and where the cache of converted
+    models is, so the run finds the conversions the other tests made)."""
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "SYSTEMROOT", "HELPERS_CACHE", "XDG_CACHE_HOME")
+           if k in os.environ}
     return env | extra
 
 

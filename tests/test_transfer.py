@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from helpers import Net, available_models, extract_features, load_model, model_spec
 from helpers.datasets import load_labeled_images
 from helpers.transfer import base_model, build_classifier, fine_tune, preprocessing_layer, train_head
-from conftest import tiny_spec
+from support import tiny_spec
 
 FASHION_TOPS = Path(__file__).parents[1] / "images" / "fashion_tops"
 # Chance is 1/3 for the three tops. Measured on the 120 test photos with Lite0 (notebook 06): logistic

@@ -1,0 +1,55 @@
+"""What the tests share besides fixtures (those are in conftest.py): paths, the tiny model's
+registry record, and the command line run in this process. Imported as ``from support import ...``."""
+import contextlib
+import functools
+import io
+import os
+import subprocess
+from pathlib import Path
+from unittest import mock
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+# Converted LiteRT models go to the default cache (helpers.backends.cache_dir()), the one the
+# notebooks use, so what one of them converts the others load. Tests that check the cache
+# itself give LiteRTModel a folder of their own, and so does every tiny model (conftest.tiny_net).
+
+IMAGES = ROOT / "images"
+DEV = ROOT.parent / "shared" / "data" / "imagenet-sample-dev"  # dev data: tests that use it skip without it
+
+
+def tiny_spec(**changes):
+    """The registry record of the tiny model below; ``changes`` replace fields."""
+    from dataclasses import replace
+
+    from helpers import ModelSpec
+    from helpers.efficientnet_lite import preprocess
+
+    spec = ModelSpec("tiny", 32, preprocess, last_conv_layer="conv1_relu",
+                     activation_layers=("conv0_relu", "conv1", "conv1_relu"), fine_tune_from="conv1", feature_width=8)
+    return replace(spec, **changes)
+
+
+@functools.cache
+def _load_model_once(*args, **kwargs):
+    """``load_model``, each model once: the commands load the same two or three models again and again."""
+    from helpers import load_model
+
+    return load_model(*args, **kwargs)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """``python -m helpers ARGS`` from the project root, as a user runs it, but in this process:
+    a new Python would import TensorFlow again for each call. ``returncode`` is ``main``'s exit
+    status, or 2 from argparse for a bad option. test_setup runs the real entry point once."""
+    from helpers import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with (mock.patch.object(cli, "load_model", _load_model_once), contextlib.chdir(ROOT),
+          contextlib.redirect_stdout(out), contextlib.redirect_stderr(err)):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as e:  # argparse: a bad option or value
+            code = e.code
+    return subprocess.CompletedProcess(["python", "-m", "helpers", *args], code, out.getvalue(), err.getvalue())
