@@ -2,8 +2,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # The interpreter that creates the venv: `make test PYTHON=python3.12` picks another (3.11 to 3.13).
 PYTHON ?= python3
-# No TensorFlow settings here: the helpers package quiets TensorFlow itself, so the make, conda
-# and plain-pip routes of the README meet the same environment.
+# No TensorFlow settings for test, lab and outputs: the helpers package quiets TensorFlow itself,
+# so the make, conda and plain-pip routes of the README meet the same environment (test-portable
+# changes TensorFlow's numerics on purpose).
 
 .PHONY: test test-portable lab outputs lock check-models
 
@@ -23,16 +24,18 @@ test: $(VENV)/.installed
 
 # The notebooks again under the numerics of other computers, each run with an empty cache of
 # converted models (so int8 is calibrated again): TensorFlow without oneDNN (as on Apple Silicon)
-# on one core, then oneDNN limited to AVX2 (an older or smaller x86 CPU). .ci/run runs it after
-# `make test`. Minutes: not part of `make test`.
-ONE_CORE := $(if $(shell command -v taskset),taskset -c 0) env OMP_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
+# on one core (taskset where there is one; elsewhere only TensorFlow's own threads), then oneDNN
+# limited to AVX2 (an older or smaller x86 CPU). LiteRT's kernels choose their instructions
+# themselves: nothing here makes them run another CPU's. .ci/run runs it after `make test`.
+# Minutes: not part of `make test`.
+ONE_CORE = $(if $(shell command -v taskset),taskset -c 0) env OMP_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
 test-portable: $(VENV)/.installed
-	cache=$$(mktemp -d) && HELPERS_CACHE=$$cache TF_ENABLE_ONEDNN_OPTS=0 $(ONE_CORE) \
+	cache="$$(mktemp -d)" && HELPERS_CACHE="$$cache" TF_ENABLE_ONEDNN_OPTS=0 $(ONE_CORE) \
 		$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env notebooks; \
-		status=$$?; rm -rf $$cache; test $$status = 0
-	cache=$$(mktemp -d) && HELPERS_CACHE=$$cache ONEDNN_MAX_CPU_ISA=AVX2 \
+		status=$$?; rm -rf "$$cache"; test $$status = 0
+	cache="$$(mktemp -d)" && HELPERS_CACHE="$$cache" ONEDNN_MAX_CPU_ISA=AVX2 \
 		$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env notebooks; \
-		status=$$?; rm -rf $$cache; test $$status = 0
+		status=$$?; rm -rf "$$cache"; test $$status = 0
 
 # Jupyter refuses to run as root unless told (containers often run as root).
 lab: $(VENV)/.installed

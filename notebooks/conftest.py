@@ -5,7 +5,10 @@ another file, so every route that runs the notebooks as tests compares their out
 """
 from pathlib import Path
 
+import pytest
 
+
+@pytest.hookimpl(trylast=True)  # after nbval's own, which reads its deprecated --sanitize-with
 def pytest_configure(config):
-    if getattr(config.option, "nbval_sanitize_with", "absent") is None:
+    if hasattr(config.option, "nbval_sanitize_with") and config.option.nbval_sanitize_with is None:
         config.option.nbval_sanitize_with = str(Path(__file__).with_name("nbval_sanitize.cfg"))

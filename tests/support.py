@@ -3,12 +3,11 @@ registry record, and the command line run in this process. Imported as ``from su
 import contextlib
 import functools
 import io
-import os
 import subprocess
 from pathlib import Path
 from unittest import mock
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Converted LiteRT models go to the default cache (helpers.backends.cache_dir()), the one the
@@ -17,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 IMAGES = ROOT / "images"
 DEV = ROOT.parent / "shared" / "data" / "imagenet-sample-dev"  # dev data: tests that use it skip without it
+needs_dev = pytest.mark.skipif(not DEV.is_dir(), reason="dev data ../shared/data/imagenet-sample-dev is absent")
 
 
 def tiny_spec(**changes):

@@ -7,7 +7,7 @@ import pytest
 from helpers import classify, extract_features, list_images, load_image, load_model
 from helpers import backends
 from helpers.backends import LiteRTModel, predictor
-from support import DEV, IMAGES
+from support import DEV, IMAGES, needs_dev
 
 
 def test_litert_agrees_with_keras_on_the_photos(lite0):
@@ -76,7 +76,6 @@ def test_without_litert_keras_is_used_with_one_log_line(lite0, monkeypatch, capl
         predictor(lite0, "onnx")
 
 
-needs_dev = pytest.mark.skipif(not DEV.is_dir(), reason="dev data ../shared/data/imagenet-sample-dev is absent")
 
 
 @pytest.fixture(scope="module")

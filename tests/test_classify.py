@@ -3,9 +3,8 @@ from pathlib import Path
 import pytest
 
 from helpers import classify, list_images
-from support import DEV, IMAGES
+from support import DEV, IMAGES, needs_dev
 
-needs_dev = pytest.mark.skipif(not DEV.is_dir(), reason="dev data ../shared/data/imagenet-sample-dev is absent")
 
 
 def test_classify_keeps_order_and_survives_bad_files(lite0, tmp_path):
@@ -53,7 +52,7 @@ def test_int8_is_within_a_point_of_float32_on_the_dev_set(dev_set):
 
 
 def test_int8_classifies_files_on_litert_only(lite0):
-    # How often int8 and float32 agree on these photos: test_backends, on the same decoded photos.
+    # How often int8 and float32 agree: test_backends, on the animal photos decoded once.
     photos = [IMAGES / "coffee.png", *list_images(IMAGES / "animals")]
     small, fast = classify(lite0, photos, top=1, precision="int8"), classify(lite0, photos, top=1)
     assert small[0].predictions[0][1] == "espresso" and not any(r.error for r in small)

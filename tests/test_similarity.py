@@ -5,7 +5,7 @@ import pytest
 
 from helpers import (Features, SimilarityIndex, cosine_similarity, edit, extract_features, find_near_duplicates,
                      list_images, load_model, model_spec, rank_by_similarity)
-from support import DEV, IMAGES, ROOT
+from support import DEV, IMAGES, ROOT, needs_dev
 
 LITE0_THRESHOLD = model_spec("efficientnet_lite0").near_duplicate_threshold
 
@@ -77,7 +77,6 @@ def test_near_duplicates_explain_a_missing_threshold():
         [("a", "b", pytest.approx(0.99995))]
 
 
-needs_dev = pytest.mark.skipif(not DEV.is_dir(), reason="dev data ../shared/data/imagenet-sample-dev is absent")
 
 
 @pytest.fixture(scope="module")
