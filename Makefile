@@ -29,13 +29,13 @@ test: $(VENV)/.installed
 # themselves: nothing here makes them run another CPU's. .ci/run runs it after `make test`.
 # Minutes: not part of `make test`.
 ONE_CORE = $(if $(shell command -v taskset),taskset -c 0) env OMP_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
+# $(call notebooks_with,SETTINGS): nbval over the notebooks with SETTINGS and an empty cache.
+notebooks_with = cache="$$(mktemp -d)" && HELPERS_CACHE="$$cache" $(1) \
+	$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env notebooks; \
+	status=$$?; rm -rf "$$cache"; test $$status = 0
 test-portable: $(VENV)/.installed
-	cache="$$(mktemp -d)" && HELPERS_CACHE="$$cache" TF_ENABLE_ONEDNN_OPTS=0 $(ONE_CORE) \
-		$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env notebooks; \
-		status=$$?; rm -rf "$$cache"; test $$status = 0
-	cache="$$(mktemp -d)" && HELPERS_CACHE="$$cache" ONEDNN_MAX_CPU_ISA=AVX2 \
-		$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env notebooks; \
-		status=$$?; rm -rf "$$cache"; test $$status = 0
+	$(call notebooks_with,TF_ENABLE_ONEDNN_OPTS=0 $(ONE_CORE))
+	$(call notebooks_with,ONEDNN_MAX_CPU_ISA=AVX2)
 
 # Jupyter refuses to run as root unless told (containers often run as root).
 lab: $(VENV)/.installed

@@ -26,14 +26,19 @@ DEV_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sa
 EDITS = ({"mirror": True, "crop": 0.85, "jpeg_quality": 60}, {"brightness": 1.3, "scale": 0.5})
 
 
-def pair_scores(net, files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine scores of all pairs among the photos and their edited copies, and
-    whether each pair shows the same photo."""
+def edited_copies(files: list[Path]) -> tuple[list, np.ndarray]:
+    """The photos, then each photo's copy for every edit in EDITS (PIL images), and the
+    index of the photo that each of them shows."""
     sources = list(files) + [edit(f, **e) for e in EDITS for f in files]
-    vectors = normalize(extract_features(net, sources).vectors)
-    group = np.tile(np.arange(len(files)), 1 + len(EDITS))
-    a, b = np.triu_indices(len(sources), k=1)
-    return np.sum(vectors[a] * vectors[b], axis=1), group[a] == group[b]
+    return sources, np.tile(np.arange(len(files)), 1 + len(EDITS))
+
+
+def pair_scores(vectors: np.ndarray, photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine scores of all pairs of ``vectors`` (one matrix product), and whether each
+    pair shows the same photo (``photo``: the index of the photo each vector shows)."""
+    unit = normalize(vectors)
+    a, b = np.triu_indices(len(unit), k=1)
+    return (unit @ unit.T)[a, b], photo[a] == photo[b]
 
 
 def precision_recall(scores: np.ndarray, same: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -52,7 +57,8 @@ def main() -> None:
         raise SystemExit(f"{DEV_SET}: the dev set is needed to calibrate")
 
     files = list_images(DEV_SET)[: args.n]
-    scores, same = pair_scores(load_model(args.model, include_top=False), files)
+    sources, photo = edited_copies(files)
+    scores, same = pair_scores(extract_features(load_model(args.model, include_top=False), sources).vectors, photo)
     print(f"model {args.model}, {len(files)} photos x {1 + len(EDITS)} versions: "
           f"{same.sum()} same-photo pairs, {(~same).sum()} different-photo pairs")
     print(f"same photo:      min {scores[same].min():.3f}  5th percentile {np.percentile(scores[same], 5):.3f}")

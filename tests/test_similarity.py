@@ -91,14 +91,12 @@ def calibration():
 @pytest.fixture(scope="module")
 def edited_dev_photos(calibration):
     """Dev photos, then the benchmark's edited copies of each (made once for the three models),
-    and the photo each of them shows: the benchmark's ``pair_scores`` setup.
+    and the photo each of them shows.
 
     The first 250 photos (ImageNet classes 0-498: 199 animals, 51 objects), where
     different photos look most alike: of the different-photo pairs of all 500 that score within
     0.05 of a model's threshold, they hold 22 of 25, the closest pair of each model among them."""
-    files = list_images(DEV)[:250]
-    sources = files + [edit(f, **e) for e in calibration.EDITS for f in files]
-    return sources, np.tile(np.arange(len(files)), 1 + len(calibration.EDITS))
+    return calibration.edited_copies(list_images(DEV)[:250])
 
 
 @needs_dev
@@ -108,11 +106,7 @@ def test_registry_thresholds_on_edited_dev_photos(calibration, edited_dev_photos
     # Measured on these 250 photos: precision 1.0 (no different-photo pair at the threshold or above)
     # and recall 0.967, 0.984 and 0.909 (on all 500: 0.955, 0.975 and 0.889).
     sources, photo = edited_dev_photos
-    vectors = extract_features(load_model(name, include_top=False), sources).vectors
-    # Every pair of the photos and their copies, as pair_scores makes them, from one matrix product
-    # (pair_scores multiplies each pair on its own: 25 s and 17 GB of memory per model on 500 photos).
-    a, b = np.triu_indices(len(sources), k=1)
-    scores, same = cosine_similarity(vectors, vectors)[a, b], photo[a] == photo[b]
+    scores, same = calibration.pair_scores(extract_features(load_model(name, include_top=False), sources).vectors, photo)
     precision, recall = calibration.precision_recall(scores, same, model_spec(name).near_duplicate_threshold)
     print(f"{name} near-duplicates on {photo.max() + 1} dev photos: precision {precision:.4f}, recall {recall:.4f}")
     assert precision >= 0.999 and recall >= least_recall
