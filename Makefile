@@ -15,12 +15,12 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	$(PY) -m pip install -c requirements.txt -e ".[dev,scale]"
 	touch $@
 
-# The helpers' tests and the notebooks (nbval: each cell's stored output against a fresh run), in
-# one pytest run spread over up to 4 processes; a notebook's cells stay in order in one of them.
+# The helpers' tests, their docstring examples and the notebooks (nbval: each cell's stored output
+# against a fresh run), in one pytest run spread over up to 4 processes; a notebook's cells stay in order in one of them.
 # Each extra process holds its own TensorFlow and models: -n 1 for a machine short of memory.
 TEST_ARGS ?= -n auto --maxprocesses=4
 test: $(VENV)/.installed
-	$(PY) -m pytest $(TEST_ARGS) --dist loadscope --nbval --nbval-current-env tests notebooks
+	$(PY) -m pytest $(TEST_ARGS) --dist loadscope --nbval --nbval-current-env notebooks tests helpers
 
 # The notebooks again under the numerics of other computers, each run with an empty cache of
 # converted models (so int8 is calibrated again): TensorFlow without oneDNN (as on Apple Silicon)

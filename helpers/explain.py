@@ -1,18 +1,16 @@
 """Why did the model say that? Activations and heatmaps, as plain numpy arrays.
 
 Every function here takes ``net``: a ``Net`` from ``load_model``, or any Keras
-image classifier. A plain ``keras.Model`` whose name is in the registry (as
-``load_model(...).model``'s are) gets that record's preprocessing; any other is
-taken to want 0-255 RGB, as ``build_classifier``'s models do (they carry their
-preprocessing as a layer). Models nested as one layer inside another, such as
-the pretrained base of ``build_classifier``'s models, are looked into: their
-layers can be named, and Grad-CAM finds the last spatial layer by itself.
+image classifier (``as_net``: ``load_model(...).model`` gets its registry record
+back, any other is fed 0-255 RGB, as ``build_classifier``'s models want). Models
+nested as one layer inside another, such as the pretrained base of
+``build_classifier``'s models, are looked into (``helpers.graph``).
 
 Every heatmap function takes ``(net, image, class_index=None, ...)`` and returns
 a float32 array (h, w) in 0-1 the size of the image as given, 1 where the
 evidence for the class is strongest. The model sees the whole image squashed to
-its input size (``load_image(..., crop=None)``), so the heatmap stretches back
-over every pixel; an image already at the input size maps exactly.
+its input size (``load_image(..., crop_fraction=None)``), so the heatmap stretches
+back over every pixel; an image already at the input size maps exactly.
 
 SmoothGrad and integrated gradients follow the class logit, the score before
 the softmax, as in their papers; Grad-CAM follows the log-probability (the
@@ -23,20 +21,17 @@ competing classes; occlusion follows the probability, the number the reader sees
 from __future__ import annotations
 
 import difflib
-import weakref
-from dataclasses import dataclass
 from typing import Callable, Union
 
 import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image
-from tf_explain.core.grad_cam import GradCAM
-from tf_explain.utils.image import apply_grey_patch
 
+from .graph import ClassScores, find_layer, gradcam_layer, tap_model
 from .images import ImageSource, load_image
 from .labels import imagenet_classes
-from .models import MODELS, Net
+from .models import Net, as_net
 
 # What the explainers accept as the model to explain.
 Explainable = Union[Net, keras.Model]
@@ -48,7 +43,7 @@ def activations(net: Explainable, image: ImageSource, layers: str | list[str]) -
     Args:
         net: a ``Net`` from ``load_model`` or a ``keras.Model`` (see the module docstring).
         image: a path, PIL image or array (h, w, 3) 0-255; squashed to the model's input size.
-        layers: a layer name or a list of them, e.g. ``["stem_conv_relu", "block2_add"]``;
+        layers: a layer name or a list of them, e.g. ``net.spec.activation_layers``;
             layers of a nested model by their own names.
 
     Returns:
@@ -57,10 +52,10 @@ def activations(net: Explainable, image: ImageSource, layers: str | list[str]) -
     >>> activations(load_model(), "images/coffee.png", "stem_conv_relu")["stem_conv_relu"].shape
     (112, 112, 32)
     """
-    setup = _setup(net)
+    net = as_net(net)
     names = [layers] if isinstance(layers, str) else list(layers)
-    probe = _probe(setup.model, [(_find_layer(setup.model, name), "output") for name in names])
-    outputs = probe(setup.preprocess(_model_input(setup, load_image(image))), training=False)
+    tapped = tap_model(net.model, [(find_layer(net.model, name), "output") for name in names])
+    outputs = tapped(net.preprocess(squashed(net, image)), training=False)
     return {name: np.asarray(out[0]) for name, out in zip(names, outputs)}
 
 
@@ -88,25 +83,24 @@ def gradcam(net: Explainable, image: ImageSource, class_index: int | str | None 
 
     >>> gradcam(load_model(), "images/coffee.png", "espresso").shape
     (400, 600)
-    >>> gradcam(build_classifier(load_model(include_top=False), 3), "images/brick.png", 0).shape
+    >>> gradcam(build_classifier(load_model(include_top=False), num_classes=3), "images/brick.png", 0).shape
     (512, 512)
     """
-    setup = _setup(net)
+    net = as_net(net)
     pixels = load_image(image)
-    found = _find_layer(setup.model, layer) if layer else _default_layer(setup)
-    shape = tuple(found.output.shape)
-    if len(shape) != 4:
+    found = find_layer(net.model, layer) if layer else gradcam_layer(net)
+    if len(found.output.shape) != 4:
         raise ValueError(f"Grad-CAM needs a layer with a (height, width, channels) output; {found.name!r} "
-                         f"gives {shape}. Try {_last_spatial_layer(setup.model).name!r}.")
-    scores = _Scores(setup.model, [found])
-    x = setup.preprocess(_model_input(setup, pixels))
+                         f"gives {tuple(found.output.shape)}. Try {gradcam_layer(as_net(net.model)).name!r}.")
+    scores = ClassScores(net.model, [found])  # the layer's maps and the class logits
     with tf.GradientTape() as tape:
-        (maps,), logits = scores(x)
-        target = _resolve_class(logits.shape[-1], class_index, logits[0])
-        score = tf.nn.log_softmax(logits)[:, target]
-    grads = tape.gradient(score, maps)
-    cam = GradCAM.generate_ponderated_output(maps, grads)[0].numpy()
-    return _to_image(_scaled(np.maximum(cam, 0), cam.max()), pixels)
+        (maps,), logits = scores(net.preprocess(squashed(net, pixels)))
+        target = resolve_class(logits[0], class_index)
+        score = tf.nn.log_softmax(logits)[:, target]  # the class's log-probability
+    grads = tape.gradient(score, maps)  # same shape as maps
+    importance = tf.reduce_mean(grads, axis=(1, 2))  # one number per channel
+    cam = tf.nn.relu(tf.reduce_sum(maps * importance[:, None, None, :], axis=-1))[0].numpy()
+    return resize_heatmap(_scaled(cam, cam.max()), pixels.shape[:2])
 
 
 def occlusion(net: Explainable, image: ImageSource, class_index: int | str | None = None, patch: int = 48,
@@ -129,25 +123,27 @@ def occlusion(net: Explainable, image: ImageSource, class_index: int | str | Non
     >>> occlusion(load_model(), "images/coffee.png", "espresso", patch=56).shape
     (400, 600)
     """
-    setup = _setup(net)
+    net = as_net(net)
     pixels = load_image(image)
-    height, width = setup.input_size
+    height, width = net.input_size
     stride = stride or max(patch // 2, 1)
     if not 0 < stride <= patch <= min(height, width):
         raise ValueError(f"need 0 < stride <= patch <= {min(height, width)} (the model input) so every "
                          f"pixel is covered; got patch={patch}, stride={stride}")
-    x = _model_input(setup, pixels)[0]
-    base = _probabilities(setup, x[None])[0]
-    target = _resolve_class(base.shape[-1], class_index, base)
+    x = squashed(net, pixels)
+    base = class_probabilities(net, x)[0]
+    target = resolve_class(base, class_index)
     corners = [(top, left) for top in _starts(height, patch, stride) for left in _starts(width, patch, stride)]
-    occluded = np.stack([apply_grey_patch(x, left, top, patch) for top, left in corners])
-    probs = _probabilities(setup, occluded, batch_size)[:, target]
+    occluded = np.repeat(x, len(corners), axis=0)
+    for copy, (top, left) in zip(occluded, corners):
+        copy[top:top + patch, left:left + patch] = 127.5  # mid grey
+    probs = class_probabilities(net, occluded, batch_size)[:, target]
     fall, count = np.zeros((height, width), np.float32), np.zeros((height, width), np.float32)
     for (top, left), p in zip(corners, probs):
         fall[top:top + patch, left:left + patch] += base[target] - p
         count[top:top + patch, left:left + patch] += 1
     fall = np.maximum(fall / count, 0)
-    return _to_image(_scaled(fall, fall.max()), pixels)
+    return resize_heatmap(_scaled(fall, fall.max()), pixels.shape[:2])
 
 
 def smoothgrad(net: Explainable, image: ImageSource, class_index: int | str | None = None, samples: int = 16,
@@ -167,16 +163,16 @@ def smoothgrad(net: Explainable, image: ImageSource, class_index: int | str | No
         float32 array (h, w) in 0-1, the size of ``image``: absolute averaged
         gradient summed over RGB, clipped at its 99th percentile.
 
-    >>> smoothgrad(load_model(), "images/coffee.png", "espresso").shape
+    >>> smoothgrad(load_model(), "images/coffee.png", "espresso", samples=4).shape
     (400, 600)
     """
-    setup = _setup(net)
+    net = as_net(net)
     pixels = load_image(image)
-    x = _model_input(setup, pixels)
+    x = squashed(net, pixels)
     rng = np.random.default_rng(seed)
     noisy = x + rng.normal(0.0, noise * 255.0, (samples, *x.shape[1:])).astype(np.float32)
-    grads = _gradients(setup, noisy, class_index, x, batch_size).mean(axis=0)
-    return _to_image(_saliency(np.abs(grads).sum(axis=-1)), pixels)
+    grads = _gradients(net, noisy, class_index, x, batch_size).mean(axis=0)
+    return resize_heatmap(_saliency(np.abs(grads).sum(axis=-1)), pixels.shape[:2])
 
 
 def integrated_gradients(net: Explainable, image: ImageSource, class_index: int | str | None = None, steps: int = 32,
@@ -198,21 +194,21 @@ def integrated_gradients(net: Explainable, image: ImageSource, class_index: int 
         float32 array (h, w) in 0-1, the size of ``image``: absolute attribution
         summed over RGB, clipped at its 99th percentile.
 
-    >>> integrated_gradients(load_model(), "images/coffee.png", "espresso").shape
+    >>> integrated_gradients(load_model(), "images/coffee.png", "espresso", steps=8).shape
     (400, 600)
     """
-    setup = _setup(net)
+    net = as_net(net)
     pixels = load_image(image)
-    x = _model_input(setup, pixels)
+    x = squashed(net, pixels)
     blank = np.full_like(x[0], baseline)
     # The gradients are taken on the model's input, after preprocessing, so the
     # difference to the baseline is taken there too: the product is then the
     # same as in pixel units, whatever (affine) preprocessing the model uses.
     alphas = (np.arange(steps, dtype=np.float32) + 0.5) / steps  # midpoint rule
     path = blank + alphas[:, None, None, None] * (x - blank)
-    grads = _gradients(setup, path, class_index, x, batch_size).mean(axis=0)
-    attribution = (setup.preprocess(x) - setup.preprocess(blank[None]))[0] * grads
-    return _to_image(_saliency(np.abs(attribution).sum(axis=-1)), pixels)
+    grads = _gradients(net, path, class_index, x, batch_size).mean(axis=0)
+    attribution = (net.preprocess(x) - net.preprocess(blank[None]))[0] * grads
+    return resize_heatmap(_saliency(np.abs(attribution).sum(axis=-1)), pixels.shape[:2])
 
 
 # The heatmap methods by name, as the command line's --method and the tests use them.
@@ -221,201 +217,32 @@ EXPLAINERS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def _probabilities(setup: _Setup, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Class probabilities (n, classes) for 0-255 images (n, h, w, 3) already at the input size."""
+def squashed(net: Net, image: ImageSource) -> np.ndarray:
+    """What the explainers feed the model: the whole image squashed to its input size,
+    float32 (1, height, width, 3), 0-255."""
+    return load_image(image, size=net.input_size, crop_fraction=None)[None]
+
+
+def class_probabilities(net: Net, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Class probabilities (n, classes) for 0-255 images (n, h, w, 3) already at the input size.
+
+    >>> net = load_model()
+    >>> class_probabilities(net, squashed(net, "images/coffee.png")).shape
+    (1, 1000)
+    """
     # Direct calls, not model.predict: no tf.function to retrace for every model and batch shape.
-    return np.concatenate([np.asarray(setup.model(setup.preprocess(images[start:start + batch_size]),
-                                                  training=False))
+    return np.concatenate([np.asarray(net.model(net.preprocess(images[start:start + batch_size]), training=False))
                            for start in range(0, len(images), batch_size)])
 
 
-@dataclass(frozen=True)
-class _Setup:
-    """What explaining needs to know about a model, whichever way it was given."""
+def resolve_class(scores, class_index: int | str | None) -> int:
+    """The class to explain, from one image's scores (classes,): ``class_index`` as given,
+    looked up by ImageNet label, or the top score for None.
 
-    model: keras.Model
-    input_size: tuple[int, int]
-    preprocess: Callable[[np.ndarray], np.ndarray]
-    gradcam_layer: str | None  # the registry's choice, None to find the last spatial layer
-
-
-def _setup(net: Explainable) -> _Setup:
-    if isinstance(net, Net):
-        _check_built(net.model)
-        return _Setup(net.model, net.input_size, net.preprocess, net.spec.last_conv_layer)
-    if not isinstance(net, keras.Model):
-        raise TypeError(f"expected a Net from load_model or a keras.Model, got {type(net).__name__}")
-    _check_built(net)
-    if len(net.inputs) != 1:
-        raise ValueError(f"{net.name!r} has {len(net.inputs)} inputs; explaining needs one image input")
-    shape = tuple(net.inputs[0].shape)
-    if len(shape) != 4 or shape[-1] != 3 or None in shape[1:3]:
-        raise ValueError(f"{net.name!r} takes input of shape {shape}; explaining needs a fixed image size, "
-                         "(batch, height, width, 3): start the model with keras.Input((height, width, 3))")
-    spec = MODELS.get(net.name)
-    if spec is not None and shape[1:3] == (spec.input_size, spec.input_size):
-        # load_model(...).model: its registry record says how to preprocess.
-        return _Setup(net, shape[1:3], spec.preprocess, spec.last_conv_layer)
-    return _Setup(net, shape[1:3], _as_float32, None)
-
-
-def _as_float32(batch: np.ndarray) -> np.ndarray:
-    """The preprocessing of a model that carries its own: none, 0-255 as float32."""
-    return np.asarray(batch, dtype=np.float32)
-
-
-def _check_built(model: keras.Model) -> None:
-    if not model.built or not getattr(model, "inputs", None):
-        raise ValueError(f"{model.name!r} has no graph yet: start it with keras.Input((height, width, 3)), "
-                         "e.g. keras.Sequential([keras.Input((224, 224, 3)), ...])")
-
-
-def _is_nested(layer: keras.layers.Layer) -> bool:
-    """A Functional or Sequential model used as one layer of another."""
-    return isinstance(layer, keras.Model) and bool(getattr(layer, "inputs", None))
-
-
-def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """Every layer in order, each nested model followed by its own layers."""
-    return [found for layer in model.layers
-            for found in ([layer, *_all_layers(layer)] if _is_nested(layer) else [layer])]
-
-
-def _find_layer(model: keras.Model, name: str) -> keras.layers.Layer:
-    """The layer called ``name``, in the model or in a model nested in it."""
-    matches = [layer for layer in _all_layers(model) if layer.name == name]
-    if not matches:
-        spatial = [layer.name for layer in _spatial_layers(model)]
-        raise ValueError(f"no layer {name!r} in {model.name!r} or the models nested in it; the last layers with "
-                         f"a (height, width, channels) output are: {', '.join(spatial[-5:])}")
-    return matches[0]
-
-
-def _spatial_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """Layers with a (batch, height, width, channels) output larger than 1x1, nested ones
-    included, inputs and nested models themselves excluded."""
-    return [layer for layer in _all_layers(model)
-            if not isinstance(layer, keras.layers.InputLayer) and not _is_nested(layer)
-            and isinstance(layer.output, keras.KerasTensor) and len(layer.output.shape) == 4
-            and max(layer.output.shape[1:3]) > 1]
-
-
-def _last_spatial_layer(model: keras.Model) -> keras.layers.Layer:
-    spatial = _spatial_layers(model)
-    if not spatial:
-        raise ValueError(f"{model.name!r} has no layer with a (height, width, channels) output smaller than the "
-                         "image: Grad-CAM needs a convolutional layer")
-    return spatial[-1]
-
-
-def _default_layer(setup: _Setup) -> keras.layers.Layer:
-    """The registry's Grad-CAM layer when the model has it, else the last spatial layer."""
-    named = [layer for layer in _all_layers(setup.model) if layer.name == setup.gradcam_layer]
-    return named[0] if named else _last_spatial_layer(setup.model)
-
-
-# Probe models already built, per model: rebuilding adds nodes to the model's layers each time.
-_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _probe(model: keras.Model, taps: list[tuple[keras.layers.Layer, str]]) -> keras.Model:
-    """A model from ``model``'s input to the tapped tensors, then ``model``'s outputs.
-
-    A tap is ``(layer, "output")`` or ``(layer, "input")``; the layer may sit in a
-    nested model, whose layers Keras does not connect to the outer input. Then
-    the forward pass is rebuilt with the same layers (same weights): the nested
-    model is replaced by a copy of itself that also returns the tapped tensors.
-    The user's model is not changed.
+    >>> resolve_class(np.zeros(1000), "espresso")
+    967
     """
-    key = tuple((id(layer), where) for layer, where in taps)
-    cached = _PROBES.setdefault(model, {})
-    if key not in cached:
-        direct = {id(layer) for layer in model.layers}
-        try:
-            if not all(id(layer) in direct for layer, _ in taps):
-                raise ValueError("a tap inside a nested model")
-            # A layer's .input and .output are those of its first call, which may belong
-            # to another model that shares it: then they are not connected to this input.
-            tensors = [getattr(layer, where) for layer, where in taps]
-            cached[key] = keras.Model(model.inputs[0], [*tensors, *model.outputs])
-        except ValueError:
-            cached[key] = _rebuilt(model, taps)
-    return cached[key]
-
-
-def _rebuilt(model: keras.Model, taps: list[tuple[keras.layers.Layer, str]]) -> keras.Model:
-    """``_probe`` for taps inside nested models: the forward pass called again, layer by layer."""
-    wanted = {(id(layer), where) for layer, where in taps}
-    nested = {}  # id of a nested model -> (its own probe, the taps it returns first)
-    for child in model.layers:
-        inside = [(layer, where) for layer, where in taps if _is_nested(child) and _inside(layer, child)]
-        if inside:
-            nested[id(child)] = (_probe(child, inside), [(id(layer), where) for layer, where in inside])
-    found: dict[tuple[int, str], keras.KerasTensor] = {}
-
-    def call(layer, *args, **kwargs):
-        if id(layer) in nested:
-            probe, keys = nested[id(layer)]
-            outputs = probe(*args, **kwargs)
-            found.update(zip(keys, outputs))
-            rest = outputs[len(keys):]
-            return rest[0] if len(rest) == 1 else rest
-        if (id(layer), "input") in wanted:
-            found[(id(layer), "input")] = args[0]
-        found[(id(layer), "output")] = output = layer(*args, **kwargs)
-        return output
-
-    image = keras.Input(batch_shape=model.inputs[0].shape, dtype=model.inputs[0].dtype)
-    if isinstance(model, keras.Sequential):  # clone_model takes no call_function for these: a chain
-        outputs = image
-        for layer in model.layers:
-            outputs = call(layer, outputs)
-        outputs = [outputs]
-    else:
-        inputs = [image] if isinstance(model.input, (list, tuple)) else image
-        outputs = keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer,
-                                           call_function=call).outputs
-    return keras.Model(image, [*(found[(id(layer), where)] for layer, where in taps), *outputs])
-
-
-def _inside(layer: keras.layers.Layer, model: keras.Model) -> bool:
-    return any(layer is found for found in _all_layers(model))
-
-
-class _Scores:
-    """Call a classifier for the feature maps of some layers and the class logits.
-
-    The logits are the input of the final softmax: a final Dense layer with a
-    softmax is applied without it, with its own (current) weights. A model
-    without a final softmax is taken to output logits.
-    """
-
-    def __init__(self, model: keras.Model, layers: list[keras.layers.Layer]):
-        if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
-            shapes = [tuple(output.shape) for output in model.outputs]
-            raise ValueError(f"{model.name!r} outputs {shapes}, not class scores (batch, classes): "
-                             "load it with its classifier, load_model(name, include_top=True)")
-        last = model.layers[-1]
-        while _is_nested(last):
-            last = last.layers[-1]
-        activated = getattr(last, "activation", keras.activations.linear) is not keras.activations.linear
-        self.dense = last if isinstance(last, keras.layers.Dense) and activated else None
-        before_softmax = self.dense is not None or isinstance(last, (keras.layers.Softmax, keras.layers.Activation))
-        self.count = len(layers)
-        self.probe = _probe(model, [(layer, "output") for layer in layers] + [(last, "input")] * before_softmax)
-
-    def __call__(self, x) -> tuple[list, tf.Tensor]:
-        """(the layers' maps, logits (batch, classes)) for a preprocessed batch."""
-        outputs = self.probe(x, training=False)
-        maps, logits = list(outputs[:self.count]), outputs[self.count]
-        if self.dense is not None:
-            logits = tf.matmul(logits, self.dense.kernel)
-            logits = logits + self.dense.bias if self.dense.use_bias else logits
-        return maps, logits
-
-
-def _resolve_class(classes: int, class_index: int | str | None, scores) -> int:
-    """The class index to explain: as given, looked up by label, or the top score."""
+    classes = len(scores)
     if class_index is None:
         return int(np.argmax(scores))
     if isinstance(class_index, str):
@@ -436,23 +263,28 @@ def _resolve_class(classes: int, class_index: int | str | None, scores) -> int:
     return int(class_index)
 
 
-def _model_input(setup: _Setup, pixels: np.ndarray) -> np.ndarray:
-    """The whole image squashed to the input size: float32 (1, height, width, 3), 0-255."""
-    return load_image(pixels, size=setup.input_size, crop=None)[None]
+def resize_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A 0-1 heatmap resized (bilinear) to ``size`` (h, w): float32, still 0-1.
+
+    >>> resize_heatmap(np.eye(2), (4, 4)).shape
+    (4, 4)
+    """
+    height, width = size
+    resized = Image.fromarray(np.asarray(heatmap, dtype=np.float32)).resize((width, height), Image.BILINEAR)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0, 1)
 
 
-def _gradients(setup: _Setup, images: np.ndarray, class_index, x: np.ndarray, batch_size: int) -> np.ndarray:
+def _gradients(net: Net, images: np.ndarray, class_index, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Gradients of the class logit for 0-255 images (n, h, w, 3), on the preprocessed input.
 
     ``x`` is the unperturbed image (1, h, w, 3) that picks the top class when
     ``class_index`` is None.
     """
-    scores = _Scores(setup.model, [])
-    top = scores(setup.preprocess(x))[1][0]
-    target = _resolve_class(top.shape[-1], class_index, top)
+    scores = ClassScores(net.model, [])
+    target = resolve_class(scores(net.preprocess(x))[1][0], class_index)
     grads = []
     for start in range(0, len(images), batch_size):
-        inputs = tf.convert_to_tensor(setup.preprocess(images[start:start + batch_size]))
+        inputs = tf.convert_to_tensor(net.preprocess(images[start:start + batch_size]))
         with tf.GradientTape() as tape:
             tape.watch(inputs)
             score = scores(inputs)[1][:, target]
@@ -473,10 +305,3 @@ def _scaled(values: np.ndarray, top: float) -> np.ndarray:
 def _saliency(values: np.ndarray) -> np.ndarray:
     """Scale to 0-1, clipping the brightest 1% that would otherwise flatten the rest."""
     return np.clip(_scaled(values, float(np.percentile(values, 99))), 0, 1)
-
-
-def _to_image(heatmap: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """Resize a 0-1 heatmap (bilinear) to the image's (h, w): float32."""
-    height, width = pixels.shape[:2]
-    resized = Image.fromarray(np.asarray(heatmap, dtype=np.float32)).resize((width, height), Image.BILINEAR)
-    return np.clip(np.asarray(resized, dtype=np.float32), 0, 1)

@@ -7,7 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .batches import source_name, stream_batches
+from .images import ImageSource, source_name
+from .models import Net, predict_batches
 
 POOLINGS = ("avg", "max", None)
 
@@ -43,7 +44,9 @@ class Features:
     def valid(self) -> Features:
         """The same set without the sources that failed to load.
 
-        >>> gallery = extract_features(net, list_images("images")).valid()
+        >>> features = extract_features(load_model(include_top=False), ["images/coffee.png", "no.png"])
+        >>> features.valid().sources
+        ['images/coffee.png']
         """
         keep = self.ok
         return Features(self.vectors[keep], [s for s, k in zip(self.sources, keep) if k],
@@ -52,7 +55,11 @@ class Features:
     def save(self, path) -> None:
         """Write the set to an ``.npz`` file (vectors, sources, errors, model name, pooling, precision).
 
-        >>> extract_features(net, files).save("gallery.npz")
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "gallery.npz")
+        >>> extract_features(load_model(include_top=False), ["images/coffee.png"]).save(path)
+        >>> load_features(path, model_name="efficientnet_lite0").vectors.shape
+        (1, 1280)
         """
         np.savez(path, vectors=self.vectors, sources=np.array(self.sources, dtype=str),
                  errors=np.array(["" if e is None else e for e in self.errors], dtype=str),
@@ -68,7 +75,6 @@ def load_features(path, model_name: str | None = None) -> Features:
         model_name: the registry name of the model the set must come from; a set
             made by another model is an error, since their vectors cannot be compared.
 
-    >>> gallery = load_features("gallery.npz", model_name=net.name)
     """
     with np.load(path, allow_pickle=False) as data:
         pooling = str(data["pooling"])
@@ -82,12 +88,13 @@ def load_features(path, model_name: str | None = None) -> Features:
     return features
 
 
-def extract_features(net, sources: Sequence, pooling: str | None = "avg", batch_size: int = 32,
-                     backend: str | None = None, progress: bool | None = None, precision: str = "float32") -> Features:
+def extract_features(net: Net, sources: Sequence[ImageSource], pooling: str | None = "avg", batch_size: int = 32,
+                     backend: str | None = None, precision: str = "float32",
+                     calibration: str | Sequence[ImageSource] | None = None) -> Features:
     """Feature vectors of images (paths, PIL images or arrays) from a headless model.
 
-    Decoding overlaps inference and only a few batches are held at a time (up to two
-    per core), so memory stays flat in the number of images (except for pooling
+    The Keras model you loaded runs on a batch of photos at a time and only the pooled
+    vectors are kept, so memory stays flat in the number of images (except for pooling
     None, which keeps every feature map). A source that cannot be loaded gets a NaN row
     and its error.
 
@@ -97,18 +104,18 @@ def extract_features(net, sources: Sequence, pooling: str | None = "avg", batch_
         pooling: "avg" or "max" over the feature map's height and width, giving
             (N, channels); None keeps the maps (N, h, w, channels).
         batch_size: images per model call.
-        backend: "keras", "litert" (about twice as fast on a CPU), or None for
-            LiteRT when ``ai-edge-litert`` is installed.
-        progress: a progress bar on stderr; None shows one from 64 images on.
-        precision: "float32", or "int8" on LiteRT: about 1.5 times as fast; its vectors
-            have a cosine of about 0.994 with float32 ones (README, "Throughput").
+        backend: None runs the Keras model; "litert" or "fastest" (LiteRT when installed)
+            run the fast engine, about twice as fast on a CPU (``helpers.engine``).
+        precision: "float32", or "int8" on LiteRT: faster again; its vectors have a cosine
+            of about 0.994 with float32 ones (benchmarks/README.md).
+        calibration: for "int8", a folder (or list) of photos like yours to calibrate on.
 
     Returns:
         A ``Features`` set; ``.vectors`` is float32 (N, D) or (N, h, w, C).
 
     >>> net = load_model(include_top=False)
-    >>> extract_features(net, ["images/coffee.png"]).vectors.shape
-    (1, 1280)
+    >>> extract_features(net, ["images/coffee.png", "images/chelsea.png"]).vectors.shape
+    (2, 1280)
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be 'avg', 'max' or None, got {pooling!r}")
@@ -120,7 +127,7 @@ def extract_features(net, sources: Sequence, pooling: str | None = "avg", batch_
     row = shape if pooling is None else shape[-1:]
     vectors = np.full((len(sources), *row), np.nan, dtype=np.float32)
     errors: list[str | None] = []
-    for batch_errors, maps in stream_batches(net, sources, batch_size, backend, progress, precision=precision):
+    for batch_errors, maps in predict_batches(net, sources, batch_size, backend, precision, calibration):
         rows = [len(errors) + i for i, e in enumerate(batch_errors) if e is None]
         if rows:
             vectors[rows] = maps if pooling is None else (maps.mean(axis=(1, 2)) if pooling == "avg"

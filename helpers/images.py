@@ -1,4 +1,4 @@
-"""Loading photos as float32 RGB arrays, with errors that name the file."""
+"""Loading photos as RGB arrays (with errors that name the file), editing them, blending a heatmap on one."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
+from matplotlib import colormaps
 from PIL import ExifTags, Image, ImageEnhance, ImageOps, UnidentifiedImageError
 
 # What every function that takes "a photo" accepts: a file path, a PIL image, or an
@@ -17,6 +18,9 @@ ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 CROP_FRACTION = 0.875  # resize the shorter side to size / 0.875 (256 for 224), then crop
+# The copies users' collections hold, as the registry's near-duplicate thresholds were calibrated on
+# (benchmarks/near_duplicate_threshold.py): keyword arguments of ``edit``, one dict per copy.
+NEAR_DUPLICATE_EDITS = ({"mirror": True, "keep": 0.85, "jpeg_quality": 60}, {"brightness": 1.3, "scale": 0.5})
 
 
 class ImageLoadError(Exception):
@@ -61,16 +65,17 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def center_box(photo_size: tuple[int, int], size: tuple[int, int]) -> tuple[float, float, float, float]:
+def center_box(photo_size: tuple[int, int], size: tuple[int, int],
+               crop_fraction: float = CROP_FRACTION) -> tuple[float, float, float, float]:
     """The box (left, top, right, bottom) of a photo of ``photo_size`` (w, h) that ``load_image``
     keeps for ``size`` (h, w): the centre of the photo with its shorter side resized to
-    max(h, w) / CROP_FRACTION, in the photo's own pixels.
+    max(h, w) / crop_fraction, in the photo's own pixels.
 
     >>> center_box((512, 256), (224, 224))
     (144.0, 16.0, 368.0, 240.0)
     """
     (width, height), (h, w) = photo_size, size
-    ratio = max(h, w) / CROP_FRACTION / min(width, height)
+    ratio = max(h, w) / crop_fraction / min(width, height)
     resized_w, resized_h = max(w, round(width * ratio)), max(h, round(height * ratio))
     sx, sy = width / resized_w, height / resized_h
     left, top = (resized_w - w) // 2, (resized_h - h) // 2
@@ -78,14 +83,15 @@ def center_box(photo_size: tuple[int, int], size: tuple[int, int]) -> tuple[floa
 
 
 def load_image(source: ImageSource, size: int | tuple[int, int] | None = None,
-               crop: str | None = "center", dtype: str = "float32") -> np.ndarray:
+               crop_fraction: float | None = CROP_FRACTION, dtype: str = "float32") -> np.ndarray:
     """Load a photo as an RGB array (h, w, 3) with values in 0-255.
 
     Args:
         source: a path (str or Path), a PIL image or an array (h, w, 3).
         size: output size (an int for a square, or (h, w)); None keeps the size.
-        crop: "center" resizes the shorter side to size / 0.875 and takes the
-            center crop (accurate); None squashes the whole photo to ``size``.
+        crop_fraction: the centre crop keeps this share of the shorter side: it is
+            resized to size / crop_fraction (256 for 224 and 0.875) and the centre
+            taken; None squashes the whole photo to ``size``.
         dtype: "float32", or "uint8" for a quarter of the memory (the batch helpers
             stack uint8 photos and convert the batch once).
 
@@ -95,8 +101,8 @@ def load_image(source: ImageSource, size: int | tuple[int, int] | None = None,
     >>> load_image("images/coffee.png", size=224).shape
     (224, 224, 3)
     """
-    if crop not in ("center", None):
-        raise ValueError(f"crop must be 'center' or None, got {crop!r}")
+    if crop_fraction is not None and not 0 < crop_fraction <= 1:
+        raise ValueError(f"crop_fraction must be in (0, 1] or None (no crop), got {crop_fraction!r}")
     if dtype not in ("float32", "uint8"):
         raise ValueError(f"dtype must be 'float32' or 'uint8', got {dtype!r}")
     h, w = (size, size) if isinstance(size, int) else size or (None, None)
@@ -110,18 +116,52 @@ def load_image(source: ImageSource, size: int | tuple[int, int] | None = None,
     elif isinstance(source, Image.Image):
         image = source  # never changed in place: every step below makes a new image
     else:
-        shorter = math.ceil(max(h, w) / CROP_FRACTION) if size is not None and crop == "center" else None
+        cropped = size is not None and crop_fraction is not None
+        shorter = math.ceil(max(h, w) / crop_fraction) if cropped else None
         image = _open(source, draft=(shorter, shorter) if shorter else None)
     image = _to_rgb(image)
-    if size is not None and crop == "center":
-        # Resize the shorter side to size / 0.875, then take the center (w, h). Resampling
+    if size is not None and crop_fraction is not None:
+        # Resize the shorter side to size / crop_fraction, then take the center (w, h). Resampling
         # only that box gives the pixels of resizing the whole photo and cropping (+-1 in
         # 2% of the values, from rounding) in 60% of the time. Above a factor of 6 (big
         # PNGs: JPEGs arrive drafted), a cheap box reduction first bounds the cost.
-        image = image.resize((w, h), Image.BILINEAR, box=center_box(image.size, (h, w)), reducing_gap=3.0)
+        image = image.resize((w, h), Image.BILINEAR, box=center_box(image.size, (h, w), crop_fraction),
+                             reducing_gap=3.0)
     elif size is not None:
         image = image.resize((w, h), Image.BILINEAR, reducing_gap=3.0)
     return np.asarray(image, dtype=np.float32) if dtype == "float32" else np.array(image)
+
+
+def load_images(sources: Sequence[ImageSource], size: int | tuple[int, int],
+                crop_fraction: float | None = CROP_FRACTION) -> tuple[np.ndarray | None, list[str | None]]:
+    """Load many photos as one batch, one error per source instead of an exception.
+
+    Returns:
+        The photos that loaded, as uint8 (n, h, w, 3) (None when none did), and per
+        source None or the ``ImageLoadError`` message naming the file.
+
+    >>> photos, errors = load_images(["images/coffee.png", "images/missing.png"], size=224)
+    >>> photos.shape, errors
+    ((1, 224, 224, 3), [None, 'images/missing.png: no such file'])
+    """
+    photos, errors = [], []
+    for source in sources:
+        try:
+            # uint8: a quarter of the bytes of float32 to copy, and an int8 model's very input.
+            photos.append(load_image(source, size, crop_fraction, dtype="uint8"))
+            errors.append(None)
+        except ImageLoadError as e:
+            errors.append(str(e))
+    return (np.stack(photos) if photos else None), errors
+
+
+def source_name(source: ImageSource) -> str:
+    """How results name a source: its path, or ``<ndarray>`` / ``<Image>`` for pictures in memory.
+
+    >>> source_name("images/coffee.png"), source_name(np.zeros((2, 2, 3)))
+    ('images/coffee.png', '<ndarray>')
+    """
+    return str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
 
 
 def list_images(folder) -> list[Path]:
@@ -158,30 +198,30 @@ def mosaic(sources: Sequence[ImageSource], grid: tuple[int, int] = (2, 2), tile:
     return np.concatenate([np.concatenate(tiles[r * cols:(r + 1) * cols], axis=1) for r in range(rows)], axis=0)
 
 
-def edit(source: ImageSource, mirror: bool = False, crop: float = 1.0, brightness: float = 1.0, scale: float = 1.0,
+def edit(source: ImageSource, mirror: bool = False, keep: float = 1.0, brightness: float = 1.0, scale: float = 1.0,
          jpeg_quality: int | None = None) -> Image.Image:
     """An edited copy of a photo, to make near-duplicates: what users' collections hold.
 
     Args:
         source: anything ``load_image`` accepts.
         mirror: flip left to right.
-        crop: keep this central fraction of the width and height (0-1].
+        keep: keep this central fraction of the width and height (0-1]: a crop.
         brightness: multiply the brightness (1.3 is 30% brighter).
         scale: resize by this factor (0.5 halves width and height).
         jpeg_quality: recompress as JPEG at this quality (1-95).
 
-    >>> edit("images/coffee.png", mirror=True, crop=0.8, jpeg_quality=60).size
+    >>> edit("images/coffee.png", mirror=True, keep=0.8, jpeg_quality=60).size
     (480, 320)
     """
-    if not 0 < crop <= 1:
-        raise ValueError(f"crop must be in (0, 1], got {crop}")
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep must be in (0, 1], got {keep}")
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
     image = Image.fromarray(load_image(source).astype(np.uint8))
     if mirror:
         image = ImageOps.mirror(image)
-    if crop < 1:
-        w, h = round(image.width * crop), round(image.height * crop)
+    if keep < 1:
+        w, h = round(image.width * keep), round(image.height * keep)
         left, top = (image.width - w) // 2, (image.height - h) // 2
         image = image.crop((left, top, left + w, top + h))
     if brightness != 1:
@@ -194,3 +234,53 @@ def edit(source: ImageSource, mirror: bool = False, crop: float = 1.0, brightnes
         image = Image.open(buffer)
         image.load()
     return image
+
+
+def overlay(image: ImageSource, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
+    """Blend a heatmap over an image: a picture to show or save (``PIL.Image.fromarray(...).save``).
+
+    Args:
+        image: a path, PIL image or array (h, w, 3) 0-255.
+        heatmap: float array (h, w) in 0-1, as the explainers return.
+        alpha: weight of the heatmap colours, 0 (image only) to 1 (heatmap only).
+        colormap: a matplotlib colormap name.
+
+    Returns:
+        uint8 array (h, w, 3).
+
+    >>> overlay("images/coffee.png", np.ones((400, 600))).shape
+    (400, 600, 3)
+    """
+    pixels = load_image(image)
+    heatmap = np.asarray(heatmap, dtype=np.float32)
+    if heatmap.shape != pixels.shape[:2]:
+        raise ValueError(f"heatmap of shape {heatmap.shape} does not fit an image of shape {pixels.shape}: "
+                         "pass the image the heatmap was computed for")
+    colours = colormaps[colormap](np.clip(heatmap, 0, 1))[..., :3] * 255.0
+    return np.round((1 - alpha) * pixels + alpha * colours).astype(np.uint8)
+
+
+def edited_copies(files: Sequence[ImageSource],
+                  edits: Sequence[dict] = NEAR_DUPLICATE_EDITS) -> tuple[list, np.ndarray]:
+    """The photos, then a copy of each for every edit, and the photo each of them shows.
+
+    The test of a near-duplicate threshold: a photo and its copies are same-photo
+    pairs, every other pair shows different photos.
+
+    Args:
+        files: N photos, anything ``load_image`` accepts.
+        edits: keyword arguments of ``edit``, one dict per copy; by default the edits
+            the registry's thresholds were calibrated on.
+
+    Returns:
+        The sources (the N photos, then N edited PIL images per edit), and an int
+        array as long: the index in ``files`` of the photo each source shows.
+
+    >>> from helpers.images import edited_copies
+    >>> sources, photo = edited_copies(list_images("images")[:2])
+    >>> len(sources), photo
+    (6, array([0, 1, 0, 1, 0, 1]))
+    """
+    files = list(files)
+    sources = files + [edit(f, **e) for e in edits for f in files]
+    return sources, np.tile(np.arange(len(files)), 1 + len(edits))

@@ -33,8 +33,10 @@ def decode_predictions(preds: np.ndarray, top: int = 5) -> list[list[tuple[str, 
     Returns:
         per image, a list of ``(wnid, label, score)`` best first.
 
-    >>> decode_predictions(model.predict(x))[0][0]
-    ('n07920052', 'espresso', 0.9)
+    >>> net = load_model()
+    >>> batch = load_image("images/coffee.png", size=net.input_size)[None]
+    >>> decode_predictions(net.model.predict(net.preprocess(batch), verbose=0), top=1)
+    [[('n07920052', 'espresso', 0.96)]]
     """
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")

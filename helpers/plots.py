@@ -11,10 +11,9 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from .images import ImageSource, load_image
+from .images import ImageSource, load_image, overlay
 
 
 def show_predictions(image: ImageSource, predictions: list[tuple[str, str, float]]) -> Figure:
@@ -25,7 +24,7 @@ def show_predictions(image: ImageSource, predictions: list[tuple[str, str, float
         predictions: ``(wnid, label, score)`` best first, as one entry of
             ``decode_predictions`` or ``Classification.predictions`` gives.
 
-    >>> show_predictions("images/coffee.png", classify(net, ["images/coffee.png"])[0].predictions)
+    >>> show_predictions("images/coffee.png", classify(load_model(), ["images/coffee.png"])[0].predictions)
     <Figure size 900x300 with 2 Axes>
     """
     fig = _figure((9, 3))
@@ -53,7 +52,7 @@ def show_activations(maps: np.ndarray | dict[str, np.ndarray], channels: int = 1
         channels: how many channels to show per layer.
         columns: panels per row.
 
-    >>> show_activations(activations(net, "images/coffee.png", ["stem_conv_relu"]))
+    >>> show_activations(activations(load_model(), "images/coffee.png", ["stem_conv_relu"]))
     <Figure size 1000x280 with 16 Axes>
     """
     layers = maps if isinstance(maps, dict) else {"": maps}
@@ -76,30 +75,6 @@ def show_activations(maps: np.ndarray | dict[str, np.ndarray], channels: int = 1
     return fig
 
 
-def overlay(image: ImageSource, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
-    """Blend a heatmap over an image, for ``PIL.Image.fromarray(...).save("x.png")``.
-
-    Args:
-        image: a path, PIL image or array (h, w, 3) 0-255.
-        heatmap: float array (h, w) in 0-1, as the explainers return.
-        alpha: weight of the heatmap colours, 0 (image only) to 1 (heatmap only).
-        colormap: a matplotlib colormap name.
-
-    Returns:
-        uint8 array (h, w, 3).
-
-    >>> overlay("images/coffee.png", gradcam(net, "images/coffee.png")).dtype
-    dtype('uint8')
-    """
-    pixels = load_image(image)
-    heatmap = np.asarray(heatmap, dtype=np.float32)
-    if heatmap.shape != pixels.shape[:2]:
-        raise ValueError(f"heatmap of shape {heatmap.shape} does not fit an image of shape {pixels.shape}: "
-                         "pass the image the heatmap was computed for")
-    colours = colormaps[colormap](np.clip(heatmap, 0, 1))[..., :3] * 255.0
-    return np.round((1 - alpha) * pixels + alpha * colours).astype(np.uint8)
-
-
 def overlay_heatmap(image: ImageSource, heatmap: np.ndarray, alpha: float = 0.4, title: str = "") -> Figure:
     """The image with a heatmap blended on top, on one axes.
 
@@ -109,7 +84,7 @@ def overlay_heatmap(image: ImageSource, heatmap: np.ndarray, alpha: float = 0.4,
         alpha: weight of the heatmap colours.
         title: shown above the picture.
 
-    >>> overlay_heatmap("images/coffee.png", gradcam(net, "images/coffee.png"), title="Grad-CAM")
+    >>> overlay_heatmap("images/coffee.png", gradcam(load_model(), "images/coffee.png"), title="Grad-CAM")
     <Figure size 500x500 with 1 Axes>
     """
     fig = _figure((5, 5))
@@ -128,7 +103,8 @@ def compare_explanations(image: ImageSource, heatmaps: dict[str, np.ndarray], al
             ``{"Grad-CAM": gradcam(net, image), "occlusion": occlusion(net, image)}``.
         alpha: weight of the heatmap colours.
 
-    >>> compare_explanations(image, {"Grad-CAM": gradcam(net, image), "IG": integrated_gradients(net, image)})
+    >>> net, image = load_model(), "images/coffee.png"
+    >>> compare_explanations(image, {"Grad-CAM": gradcam(net, image), "random": random_heatmap((400, 600))})
     <Figure size 900x300 with 3 Axes>
     """
     pixels = load_image(image)

@@ -23,7 +23,7 @@ from .features import Features, extract_features
 from .images import ImageLoadError, ImageSource
 from .models import DEFAULT_MODEL, load_model
 from .quiet import quiet_stderr
-from .similarity import _as_array, _check_threshold, _check_top, _vectors, _vectors_and_names, normalize
+from .similarity import check_queries, check_threshold, check_top, check_vectors, normalize
 
 if TYPE_CHECKING:  # optional: imported by the functions that use them
     import pyarrow
@@ -62,7 +62,12 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         num_cpus: cores the local cluster may use (None: all); ignored with ``address``,
             whose cluster has its own.
 
-    >>> start_ray(num_cpus=2)
+    In use (notebook 07 runs these lines; Ray takes half a minute to start, too long for a
+    docstring test)::
+
+        start_ray(num_cpus=2)
+        write_parquet(extract_features_ray(list_images("images"), workers=1), "features.parquet")
+        gallery = read_parquet("features.parquet", model_name="efficientnet_lite0").valid()
     """
     # Importing Ray in a notebook without ipywidgets logs a hint to install them and tqdm
     # warns the same: lines a reader cannot act on. Python's logging.disable reaches Ray's
@@ -95,18 +100,22 @@ class FeatureExtractor:
     keeps it for every batch it gets. A batch goes through ``extract_features``
     (``load_image``, then the model on the fastest backend): the same vectors as on
     one machine. A file that cannot be read becomes a row with a NaN vector and its
-    error; the rest of the batch is kept.
+    error; the rest of the batch is kept. ``extract_features_ray`` runs it.
 
     Args:
         model_name: a name from ``available_models()``; loaded with ``include_top=False``.
         pooling: "avg" or "max".
-        backend: "keras", "litert" or None (LiteRT when installed).
+        backend: as for ``extract_features``: "fastest" (LiteRT when installed), or
+            "litert" or "keras".
 
-    >>> ds.map_batches(FeatureExtractor, fn_constructor_kwargs={"model_name": "efficientnet_lite0"},
-    ...                batch_size=64, compute=ray.data.ActorPoolStrategy(size=2))
+    One batch, without Ray:
+
+    >>> table = FeatureExtractor()({"path": np.array(["images/coffee.png", "images/missing.png"])})
+    >>> table.column_names, table.column("error").to_pylist()
+    (['path', 'vector', 'error'], [None, 'images/missing.png: no such file'])
     """
 
-    def __init__(self, model_name: str = DEFAULT_MODEL, pooling: str = "avg", backend: str | None = None):
+    def __init__(self, model_name: str = DEFAULT_MODEL, pooling: str = "avg", backend: str | None = "fastest"):
         if pooling not in ("avg", "max"):
             raise ValueError(f"pooling must be 'avg' or 'max' (one vector per image), got {pooling!r}")
         self.net = load_model(model_name, include_top=False)
@@ -120,7 +129,7 @@ class FeatureExtractor:
         paths = [str(p) for p in batch["path"]]
         # In model batches of 32 inside Ray's batch. extract_features starts one worker thread per core
         # of the machine: Ray does not confine an actor to the cores it reserves for it.
-        features = extract_features(self.net, paths, self.pooling, backend=self.backend, progress=False)
+        features = extract_features(self.net, paths, self.pooling, backend=self.backend)
         width = features.vectors.shape[1]
         table = pa.table({
             "path": pa.array(paths, pa.string()),
@@ -132,7 +141,7 @@ class FeatureExtractor:
 
 def extract_features_ray(paths, model_name: str = DEFAULT_MODEL, pooling: str = "avg", batch_size: int = 64,
                          workers: int = 2, cpus_per_worker: float = 1,
-                         backend: str | None = None) -> ray.data.Dataset:
+                         backend: str | None = "fastest") -> ray.data.Dataset:
     """Feature vectors of many images on Ray Data: a lazy dataset of (path, vector, error) rows.
 
     Nothing runs until the dataset is consumed (``write_parquet``, ``take_all``...).
@@ -147,12 +156,18 @@ def extract_features_ray(paths, model_name: str = DEFAULT_MODEL, pooling: str = 
         batch_size: images per call of a worker.
         workers: how many model copies run at once (Ray actors).
         cpus_per_worker: cores Ray reserves for each.
-        backend: "keras", "litert" or None (LiteRT when installed).
+        backend: as for ``extract_features``: "fastest" (LiteRT when installed), or
+            "litert" or "keras".
 
     Returns:
         A ``ray.data.Dataset``; its rows in no fixed order.
 
-    >>> write_parquet(extract_features_ray(list_images("images")), "features.parquet")
+    In use (notebook 07 runs these lines; Ray takes half a minute to start, too long for a
+    docstring test)::
+
+        start_ray(num_cpus=2)
+        write_parquet(extract_features_ray(list_images("images"), workers=1), "features.parquet")
+        gallery = read_parquet("features.parquet", model_name="efficientnet_lite0").valid()
     """
     ray = _require("ray", "ray[data]")
     start_ray()
@@ -178,7 +193,12 @@ def write_parquet(dataset, folder) -> None:
     to (``s3://bucket/features``). Ray's C++ notices stay out of the output while it
     runs; a failure still raises, with the worker's traceback.
 
-    >>> write_parquet(extract_features_ray(photos), "features.parquet")
+    In use (notebook 07 runs these lines; Ray takes half a minute to start, too long for a
+    docstring test)::
+
+        start_ray(num_cpus=2)
+        write_parquet(extract_features_ray(list_images("images"), workers=1), "features.parquet")
+        gallery = read_parquet("features.parquet", model_name="efficientnet_lite0").valid()
     """
     # Ray's core writes notices to file descriptor 2, where no setting reaches them (such as
     # one about restarting workers whose arguments are in the object store, at every run).
@@ -196,7 +216,12 @@ def read_parquet(folder, model_name: str | None = None) -> Features:
     Returns:
         ``Features`` with float32 vectors (N, D), NaN rows where ``errors`` says why.
 
-    >>> gallery = read_parquet("features.parquet", model_name=net.name).valid()
+    In use (notebook 07 runs these lines; Ray takes half a minute to start, too long for a
+    docstring test)::
+
+        start_ray(num_cpus=2)
+        write_parquet(extract_features_ray(list_images("images"), workers=1), "features.parquet")
+        gallery = read_parquet("features.parquet", model_name="efficientnet_lite0").valid()
     """
     pq = _require("pyarrow.parquet", "pyarrow")
     table = pq.read_table(_local_or_url(folder))
@@ -222,6 +247,7 @@ INDEX_KINDS = ("exact", "ivf", "ivf_sq8")
 def default_nlist(n: int) -> int:
     """IVF lists for n vectors: about sqrt(n), with at least 39 vectors to train each.
 
+    >>> from helpers.scale import default_nlist
     >>> default_nlist(1_000_000)
     1000
     """
@@ -272,9 +298,9 @@ class FaissIndex:
             ``(scores, ids)``: float32 and int64 arrays (Q, top), best first; id -1
             where the index found fewer than ``top``.
         """
-        _check_top(top)
-        queries = np.atleast_2d(_as_array(queries))
-        if queries.ndim != 2 or queries.shape[1] != self.index.d:
+        check_top(top)
+        queries, _ = check_queries(queries)
+        if queries.shape[1] != self.index.d:
             raise ValueError(f"queries of shape {queries.shape} for an index of {self.index.d}-number vectors: "
                              "extract them with the model (and pooling) the index was built from")
         return self.index.search(normalize(queries), top)
@@ -283,14 +309,15 @@ class FaissIndex:
         """The ``top`` most similar stored items, best first: for one query (D,) a list of
         ``(name, score)``, for many (Q, D) one such list per query, as ``SimilarityIndex.search``.
 
-        >>> build_index(gallery).search(gallery.vectors[0], top=3)
-        [('images/astronaut.png', 1.0), ...]
+        >>> gallery = extract_features(load_model(include_top=False), list_images("images"))
+        >>> build_index(gallery).search(gallery.vectors[0], top=2)
+        [('images/astronaut.png', 1.0), ('images/grace_hopper.jpg', 0.34)]
         """
-        queries = _as_array(queries)
+        _, one = check_queries(queries)
         scores, ids = self.search_ids(queries, top)
         results = [[(self.names[i], float(s)) for s, i in zip(row_scores, row_ids) if i >= 0]
                    for row_scores, row_ids in zip(scores, ids)]
-        return results[0] if queries.ndim == 1 else results
+        return results[0] if one else results
 
     def search_image(self, net, source: ImageSource, top: int = 10) -> list[tuple[str, float]]:
         """The stored items most similar to a photo: its features, then ``search``.
@@ -303,12 +330,15 @@ class FaissIndex:
             ValueError: ``net`` is not the model the index was built from.
             ImageLoadError: the photo cannot be loaded.
 
-        >>> index.search_image(load_model(include_top=False), "images/coffee.png", top=3)
+        >>> net = load_model(include_top=False)
+        >>> index = build_index(extract_features(net, list_images("images")))
+        >>> index.search_image(net, "images/coffee.png", top=1)
+        [('images/coffee.png', 1.0)]
         """
         if self.model_name is not None and net.name != self.model_name:
             raise ValueError(f"this index holds features of {self.model_name!r}, not {net.name!r}: "
                              f"pass load_model({self.model_name!r}, include_top=False)")
-        features = extract_features(net, [source], pooling=self.pooling or "avg", progress=False)
+        features = extract_features(net, [source], pooling=self.pooling or "avg")
         if features.errors[0] is not None:
             raise ImageLoadError(features.errors[0])
         return self.search(features.vectors[0], top)
@@ -328,10 +358,13 @@ class FaissIndex:
         Returns:
             ``(name_a, name_b, score)``, a stored before b: the format of ``find_near_duplicates``.
 
+        >>> net = load_model(include_top=False)
+        >>> index = build_index(extract_features(net, list_images("images")))
         >>> index.near_duplicates(net.spec.near_duplicate_threshold)
-        [('images/flower.jpg', 'images/花.jpg', 1.0), ...]
+        [('images/flower.jpg', 'images/花.jpg', 1.0),
+         ('images/motorcycle_left.png', 'images/motorcycle_right.png', 0.89)]
         """
-        _check_threshold(threshold)
+        check_threshold(threshold)
         # FAISS keeps what scores above the radius: step just below, so a pair at the threshold counts.
         radius = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
         best: dict[tuple[int, int], float] = {}
@@ -351,7 +384,11 @@ class FaissIndex:
     def save(self, folder) -> None:
         """Write the index to ``folder``: ``index.faiss`` (FAISS's own format) and ``index.json``.
 
-        >>> index.save("gallery.faiss")
+        >>> import tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> build_index(np.eye(3), names=["cat", "dog", "car"]).save(folder.name)
+        >>> load_index(folder.name).search([0.0, 0.9, 0.1], top=1)
+        [('dog', 0.99)]
         """
         faiss = _require("faiss", "faiss-cpu")
         folder = Path(folder)
@@ -382,13 +419,16 @@ def build_index(features, names: Sequence[str] | None = None, kind: str = "exact
         for "ivf_sq8"); the vectors are added a block at a time, so building needs
         little memory beyond that.
 
+    >>> gallery = extract_features(load_model(include_top=False), list_images("images"))
     >>> exact = build_index(gallery)
-    >>> approximate = build_index(gallery, kind="ivf")
+    >>> approximate = build_index(gallery, kind="ivf", nlist=2, nprobe=1)
+    >>> len(exact), len(approximate)
+    (13, 13)
     """
     faiss = _require("faiss", "faiss-cpu")
     if kind not in INDEX_KINDS:
         raise ValueError(f"kind must be one of {', '.join(INDEX_KINDS)}, got {kind!r}")
-    vectors, names = _vectors_and_names(features, names)
+    vectors, names = check_vectors(features, names)
     n, width = vectors.shape
     if kind == "exact":
         index = faiss.IndexFlatIP(width)
@@ -418,7 +458,12 @@ def load_index(folder, model_name: str | None = None) -> FaissIndex:
         folder: the folder ``save`` wrote.
         model_name: the model its vectors must come from; another is an error.
 
-    >>> index = load_index("gallery.faiss", model_name=net.name)
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> build_index(extract_features(load_model(include_top=False), list_images("images"))).save(folder.name)
+    >>> index = load_index(folder.name, model_name="efficientnet_lite0")
+    >>> index.search_image(load_model(include_top=False), "images/chelsea.png", top=1)
+    [('images/chelsea.png', 1.0)]
     """
     faiss = _require("faiss", "faiss-cpu")
     folder = Path(folder)
@@ -436,15 +481,16 @@ def recall_at_k(approximate: FaissIndex, exact: FaissIndex, queries, k: int = 10
 
     Args:
         approximate, exact: two indexes over the same vectors, in the same order.
-        queries: float array (Q, D).
+        queries: float array (Q, D), one query (D,), or a ``Features`` set.
         k: how many neighbours count.
 
-    >>> recall_at_k(build_index(gallery, kind="ivf"), build_index(gallery), gallery.vectors[:100])
-    0.98
+    >>> gallery = extract_features(load_model(include_top=False), list_images("images"))
+    >>> approximate = build_index(gallery, kind="ivf", nlist=2, nprobe=2)  # every list: no miss
+    >>> recall_at_k(approximate, build_index(gallery), gallery.vectors, k=5)
+    1.0
     """
     if len(approximate) != len(exact):
         raise ValueError(f"the indexes hold {len(approximate)} and {len(exact)} vectors: build both from the same set")
-    queries = _vectors(queries)
     _, found = approximate.search_ids(queries, k)
     _, truth = exact.search_ids(queries, k)
     hits = [len(set(f[f >= 0]) & set(t[t >= 0])) / max((t >= 0).sum(), 1) for f, t in zip(found, truth)]

@@ -87,7 +87,8 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         UnsafePickleError: the file names a global outside the whitelist.
         ValueError: the file is not a legacy PyTorch file.
 
-    >>> sd = load_state_dict(path)
+    >>> from helpers.efficientnet_lite import weights_path
+    >>> sd = load_state_dict(weights_path("efficientnet_lite0"))
     >>> sd["_fc.weight"].shape
     (1000, 1280)
     """

@@ -7,8 +7,9 @@ Two Keras pitfalls are handled here, once:
   statistics and never update them, frozen or not; ``fine_tune`` also keeps
   their scale and offset frozen.
 - Preprocessing must match the base. The model starts with a layer that does
-  what ``net.preprocess`` does, so it takes 0-255 RGB images like every other
-  function here, and a saved ``.keras`` file needs no custom code to reload.
+  what ``net.preprocess`` does (built from the registry record's mean and std),
+  so it takes 0-255 RGB images like every other function here, and a saved
+  ``.keras`` file needs no custom code to reload.
 """
 
 from __future__ import annotations
@@ -17,47 +18,39 @@ import keras
 import numpy as np
 from keras import layers
 
-from .models import MODELS
+from .models import MODELS, Net
 
 LOSS = "sparse_categorical_crossentropy"
 # Adam's learning rate for a new head, whether the base is frozen or being fine-tuned.
 HEAD_LEARNING_RATE = 1e-3
 
 
-def preprocessing_layer(net) -> layers.Layer:
-    """A Keras layer equal to ``net.preprocess``, read off the function itself.
+def preprocessing_layer(net: Net) -> layers.Layer:
+    """A Keras layer that does what ``net.preprocess`` does, built from the same record.
 
-    Every model's preprocessing maps each pixel's RGB values by the same affine
-    map: (x - 127) / 128 for EfficientNet-Lite, x / 127.5 - 1 for Xception,
-    RGB to BGR minus the ImageNet mean for ResNet50 and VGG. Applying
-    ``net.preprocess`` to black and to pure red, green and blue recovers that
-    map. A per-channel scale and offset becomes a ``Rescaling`` layer; a map
-    that mixes channels (the BGR swap) a frozen 1x1 ``Dense`` layer. Both are
-    plain Keras layers, so a saved model reloads without custom objects.
+    ``(pixel - mean) / std`` per channel is a ``Rescaling(1 / std, -mean / std)``.
+    For the models that want BGR (ResNet50, VGG), reversing the channels as well
+    takes a frozen 1x1 ``Dense`` layer (a 3x3 matrix and an offset). Both are plain
+    Keras layers, so a saved model reloads without custom objects.
 
     Args:
         net: from ``load_model``.
 
     Returns:
-        A layer named "preprocess" taking float32 (batch, h, w, 3), 0-255.
+        A layer named "preprocess" taking float32 (batch, h, w, 3), RGB 0-255.
 
     >>> preprocessing_layer(load_model(include_top=False)).get_config()["scale"]
     0.0078125
     """
-    probes = np.concatenate([np.zeros((1, 3)), 255 * np.eye(3)]).astype(np.float32)
-    out = np.asarray(net.preprocess(probes[None, :, None, :].copy()), dtype=np.float64)[0, :, 0, :]
-    offset = out[0]
-    matrix = (out[1:] - offset) / 255  # row i: the output for one unit of input channel i
-    check = np.random.default_rng(0).uniform(0, 255, (1, 16, 1, 3)).astype(np.float32)
-    expected = np.asarray(net.preprocess(check.copy()), dtype=np.float64)
-    if not np.allclose(check.astype(np.float64) @ matrix + offset, expected, atol=1e-4):
-        raise ValueError(f"{net.name}: net.preprocess is not one affine map per pixel, so no Rescaling or Dense "
-                         f"layer can do it; give the model a preprocessing layer of its own")
-    if np.allclose(matrix, np.diag(np.diag(matrix))):
-        scale = np.diag(matrix)
+    preprocessing = net.spec.preprocessing
+    scale = 1 / np.array(preprocessing.std, dtype=np.float64)
+    offset = -np.array(preprocessing.mean, dtype=np.float64) * scale
+    if preprocessing.channels == "RGB":
         same = np.allclose(scale, scale[0]) and np.allclose(offset, offset[0])
         return layers.Rescaling(float(scale[0]) if same else scale.tolist(),
                                 float(offset[0]) if same else offset.tolist(), name="preprocess")
+    # Row i of the matrix: what one unit of RGB input channel i adds to each BGR output.
+    matrix = np.diag(scale)[::-1]
     dense = layers.Dense(3, trainable=False, name="preprocess")
     dense.build((None, 3))
     dense.set_weights([matrix.astype(np.float32), offset.astype(np.float32)])
@@ -86,7 +79,8 @@ def build_classifier(net, num_classes: int, dropout: float = 0.2,
         RGB 0-255, to class probabilities (batch, num_classes).
 
     >>> model = build_classifier(load_model(include_top=False), num_classes=3)
-    >>> model.fit(images, labels, epochs=3, verbose=0)  # or train_head(model, ...)
+    >>> model.output.shape
+    (None, 3)
     """
     if len(net.model.output.shape) != 4:
         raise ValueError(f"{net.name} outputs shape {tuple(net.model.output.shape)}, not feature maps: "
@@ -111,7 +105,7 @@ def build_classifier(net, num_classes: int, dropout: float = 0.2,
 def base_model(model: keras.Model) -> keras.Model:
     """The pretrained base inside a model from ``build_classifier``.
 
-    >>> base_model(model).name
+    >>> base_model(build_classifier(load_model(include_top=False), num_classes=3)).name
     'efficientnet_lite0'
     """
     bases = [layer for layer in model.layers if isinstance(layer, keras.Model)]
@@ -181,7 +175,11 @@ def train_head(model: keras.Model, images: np.ndarray, labels: np.ndarray,
     Returns:
         The ``History`` of the fit: ``history.history["val_loss"]`` has one value per epoch run.
 
-    >>> history = train_head(model, train.images, train.labels, (val.images, val.labels))
+    >>> model = build_classifier(load_model(include_top=False), num_classes=2)
+    >>> images = np.stack([load_image(f"images/{name}.png", size=224) for name in ["brick", "grass"] * 2])
+    >>> history = train_head(model, images, np.array([0, 1, 0, 1]), (images, np.array([0, 1, 0, 1])), epochs=3)
+    >>> len(history.history["val_loss"])
+    3
     """
     below = keras.Model(model.input, model.get_layer("avg_pool").output)
     pooled = keras.Input(below.output.shape[1:])
@@ -249,7 +247,11 @@ def fine_tune(model: keras.Model, images: np.ndarray, labels: np.ndarray, from_l
     Returns:
         The ``History`` of the fit.
 
-    >>> history = fine_tune(model, train.images, train.labels, validation_data=(val.images, val.labels))
+    >>> model = build_classifier(load_model(include_top=False), num_classes=2)
+    >>> images = np.stack([load_image(f"images/{name}.png", size=224) for name in ["brick", "grass"] * 2])
+    >>> head = train_head(model, images, np.array([0, 1, 0, 1]), (images, np.array([0, 1, 0, 1])), epochs=2)
+    >>> len(fine_tune(model, images, np.array([0, 1, 0, 1]), epochs=1).history["loss"])
+    1
     """
     base = base_model(model)
     if from_layer is None:

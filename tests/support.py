@@ -10,7 +10,7 @@ from unittest import mock
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# Converted LiteRT models go to the default cache (helpers.backends.cache_dir()), the one the
+# Converted LiteRT models go to the default cache (helpers.engine.cache_dir()), the one the
 # notebooks use, so what one of them converts the others load. Tests that check the cache
 # itself give LiteRTModel a folder of their own, and so does every tiny model (conftest.tiny_net).
 
@@ -23,11 +23,11 @@ def tiny_spec(**changes):
     """The registry record of the tiny model below; ``changes`` replace fields."""
     from dataclasses import replace
 
-    from helpers import ModelSpec
-    from helpers.efficientnet_lite import preprocess
+    from helpers import ModelSpec, model_spec
 
-    spec = ModelSpec("tiny", 32, preprocess, last_conv_layer="conv1_relu",
-                     activation_layers=("conv0_relu", "conv1", "conv1_relu"), fine_tune_from="conv1", feature_width=8)
+    spec = ModelSpec(name="tiny", input_size=(32, 32), preprocessing=model_spec("efficientnet_lite0").preprocessing,
+                     last_conv_layer="conv1_relu", activation_layers=("conv0_relu", "conv1", "conv1_relu"),
+                     fine_tune_from="conv1", feature_width=8)
     return replace(spec, **changes)
 
 

@@ -25,7 +25,9 @@ def dev_set(lite0):
     """Each dev photo's class, and classify's top 5 for every photo, from its file, per precision."""
     files = sorted(DEV.glob("*.JPEG"))
     truth = [Path(f).name[:9] for f in files]
-    return truth, {precision: classify(lite0, files, precision=precision) for precision in ("float32", "int8")}
+    # The engine's route, as the command line takes: float32 on LiteRT, int8 calibrated on images/.
+    return truth, {precision: classify(lite0, files, backend="litert", precision=precision, calibration=IMAGES)
+                   for precision in ("float32", "int8")}
 
 
 def _accuracy(results, truth, k):
@@ -52,11 +54,14 @@ def test_int8_is_within_a_point_of_float32_on_the_dev_set(dev_set):
 
 
 def test_int8_classifies_files_on_litert_only(lite0):
-    # How often int8 and float32 agree: test_backends, on the animal photos decoded once.
+    # How often int8 and float32 agree: test_engine_litert, on the animal photos decoded once.
     photos = [IMAGES / "coffee.png", *list_images(IMAGES / "animals")]
-    small, fast = classify(lite0, photos, top=1, precision="int8"), classify(lite0, photos, top=1)
+    small = classify(lite0, photos, top=1, precision="int8", calibration=IMAGES)
+    fast = classify(lite0, photos, top=1)
     assert small[0].predictions[0][1] == "espresso" and not any(r.error for r in small)
     # int8 really ran: its probabilities are not float32's.
     assert any(abs(s.predictions[0][2] - f.predictions[0][2]) > 1e-4 for s, f in zip(small, fast))
     with pytest.raises(ValueError, match="runs on LiteRT only"):
-        classify(lite0, photos[:1], backend="keras", precision="int8")
+        classify(lite0, photos[:1], backend="keras", precision="int8", calibration=IMAGES)
+    with pytest.raises(ValueError, match="calibration=FOLDER"):
+        classify(lite0, photos[:1], precision="int8")

@@ -4,8 +4,8 @@ from helpers import decode_predictions, load_image, load_model
 from support import IMAGES
 
 
-def _top(net, name, crop="center", k=5):
-    batch = load_image(IMAGES / name, size=net.input_size, crop=crop)[None]
+def _top(net, name, k=5):
+    batch = load_image(IMAGES / name, size=net.input_size)[None]
     return [label for _, label, _ in decode_predictions(net.model.predict(net.preprocess(batch), verbose=0), top=k)[0]]
 
 

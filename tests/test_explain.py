@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import Net, build_classifier, imagenet_classes, load_image, load_model, mosaic
+from helpers import Net, Preprocessing, build_classifier, imagenet_classes, load_image, load_model, mosaic
 from helpers.explain import EXPLAINERS, activations, gradcam, occlusion
 from support import IMAGES, tiny_spec
 
@@ -100,7 +100,7 @@ def test_activations_per_layer_in_the_order_asked(lite0):
 
 
 def _tiny(model):
-    return Net(model, tiny_spec(preprocess=lambda batch: np.asarray(batch, np.float32) / 255.0, last_conv_layer="conv"))
+    return Net(model, tiny_spec(preprocessing=Preprocessing(mean=(0, 0, 0), std=(255, 255, 255)), last_conv_layer="conv"))
 
 
 def _tiny_classifiers(base, wrap):
@@ -137,7 +137,7 @@ def test_gradcam_on_build_classifier_points_at_the_right_photo(lite0, lite0_head
     model = build_classifier(lite0_headless, len(CLASSES))
     kernel, bias = lite0.model.get_layer("predictions").get_weights()
     model.get_layer("classes").set_weights([kernel[:, columns], bias[columns]])
-    x = load_image(four_tiles, size=lite0.input_size, crop=None)[None]
+    x = load_image(four_tiles, size=lite0.input_size, crop_fraction=None)[None]
     expected = lite0.model(lite0.preprocess(x)).numpy()[0, columns]
     np.testing.assert_allclose(model(x).numpy()[0], expected / expected.sum(), atol=1e-4)
     for tile in range(len(CLASSES)):

@@ -91,12 +91,12 @@ def test_randomization_check_flags_a_map_that_ignores_the_model(tiny_net, photo)
     def brightness(net, image, class_index):  # an "explanation" that never looks at the model
         return np.asarray(image, np.float32).mean(axis=-1) / 255
 
-    check = randomization_check(net, photo, brightness, layers=3)
+    check = randomization_check(net, photo, brightness, scrambled_layers=3)
     assert check.spearman == pytest.approx(1.0)
     assert check.layers == ["predictions", "conv1_bn", "conv1"]  # from the output down, weighted layers only
     for before, after in zip(weights, net.model.get_weights()):
         np.testing.assert_array_equal(before, after)  # the model itself is untouched
-    gradcam_check = randomization_check(net, photo, gradcam, layers=1)
+    gradcam_check = randomization_check(net, photo, gradcam, scrambled_layers=1)
     assert not np.allclose(gradcam_check.original, gradcam_check.randomized)
     assert gradcam_check.spearman < check.spearman
 
@@ -106,6 +106,6 @@ def test_randomization_check_reaches_into_a_nested_base(tiny_net, photo):
     image = keras.Input((32, 32, 3))
     x = keras.layers.GlobalAveragePooling2D()(base(image, training=False))
     model = keras.Model(image, keras.layers.Dense(3, activation="softmax", name="classes")(x))
-    check = randomization_check(model, photo, gradcam, class_index=0, layers=2)
+    check = randomization_check(model, photo, gradcam, class_index=0, scrambled_layers=2)
     assert check.layers == ["classes", "conv1_bn"]
     assert check.original.shape == check.randomized.shape == (32, 32)

@@ -14,7 +14,7 @@ def test_load_image_center_crop_and_squash():
     wide = np.zeros((100, 200, 3), np.uint8)
     wide[:, :50, 0], wide[:, 50:150, 1], wide[:, 150:, 2] = 255, 255, 255
     crop = load_image(wide, size=90)
-    squash = load_image(wide, size=90, crop=None)
+    squash = load_image(wide, size=90, crop_fraction=None)
     assert crop.shape == squash.shape == (90, 90, 3) and crop.dtype == np.float32
     # The crop keeps the middle of the long side (the green), the squash all of it.
     np.testing.assert_allclose(crop[..., 1], 255)

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -10,7 +11,7 @@ def test_every_registry_record_names_layers_that_exist(name):
     net = load_model(name, include_top=False, weights=None)  # the architecture only: offline
     size = spec.input_size
     assert net.spec is spec and net.name == net.model.name == name
-    assert net.input_size == (size, size) and tuple(net.model.input_shape) == (None, size, size, 3)
+    assert net.input_size == size and tuple(net.model.input_shape) == (None, *size, 3)
     assert net.model.output_shape[-1] == spec.feature_width and len(net.model.output_shape) == 4
     # Grad-CAM's layer and the lesson's three layers give (height, width, channels) maps, coarser with depth.
     assert len(net.model.get_layer(spec.last_conv_layer).output.shape) == 4
@@ -20,10 +21,25 @@ def test_every_registry_record_names_layers_that_exist(name):
     # Fine-tuning starts inside the model's last quarter: its top, not most of it.
     names = [layer.name for layer in net.model.layers]
     assert names.index(spec.fine_tune_from) >= 0.75 * len(names)
-    x = net.preprocess(np.full((1, size, size, 3), 255, np.float32))
-    assert x.shape == (1, size, size, 3) and np.isfinite(x).all()
+    x = net.preprocess(np.full((1, *size, 3), 255, np.float32))
+    assert x.shape == (1, *size, 3) and np.isfinite(x).all()
     assert spec.near_duplicate_threshold is None or 0.5 < spec.near_duplicate_threshold < 1
     assert spec.offline == name.startswith("efficientnet_lite")
+
+
+@pytest.mark.parametrize("name", [name for name in available_models() if not model_spec(name).offline])
+def test_the_registry_preprocessing_is_what_keras_does(name):
+    module = {"resnet50": "resnet50", "vgg16": "vgg16", "vgg19": "vgg19", "xception": "xception",
+              "inception_v3": "inception_v3", "mobilenet_v2": "mobilenet_v2", "efficientnet_b0": "efficientnet",
+              "densenet121": "densenet"}[name]
+    photos = np.random.default_rng(0).uniform(0, 255, (2, 5, 7, 3)).astype(np.float32)
+    keras_preprocess = getattr(keras.applications, module).preprocess_input
+    np.testing.assert_allclose(model_spec(name).preprocessing(photos), keras_preprocess(photos.copy()), atol=1e-4)
+
+
+def test_the_lite_preprocessing_maps_pixels_to_about_minus_one_to_one():
+    preprocess = model_spec("efficientnet_lite0").preprocessing
+    np.testing.assert_array_equal(preprocess(np.array([[[[0, 127, 255]]]])), [[[[-127 / 128, 0, 1]]]])
 
 
 def test_the_default_model_is_offline_and_first():

@@ -124,7 +124,7 @@ def test_search_by_image_path(lite0_headless, tiny_net):
     from helpers.scale import build_index
 
     photos = list_images(IMAGES)
-    index = build_index(extract_features(lite0_headless, photos, progress=False))
+    index = build_index(extract_features(lite0_headless, photos))
     best, score = index.search_image(lite0_headless, IMAGES / "coffee.png", top=1)[0]
     assert best.endswith("coffee.png") and score == pytest.approx(1, abs=1e-4)
     with pytest.raises(ImageLoadError, match="no such file"):
@@ -155,7 +155,7 @@ def test_ray_extraction_gives_the_vectors_of_extract_features(lite0_headless, tm
         ray.shutdown()
     got = read_parquet(folder, model_name=lite0_headless.name)
     assert got.sources == sorted(str(s) for s in sources)  # the earlier run's file is gone
-    expected = extract_features(lite0_headless, sources, progress=False)
+    expected = extract_features(lite0_headless, sources, backend="fastest")  # FeatureExtractor's backend
     rows = [got.sources.index(str(s)) for s in sources]
     assert [got.errors[r] for r in rows] == expected.errors
     assert "broken.jpg" in got.errors[rows[1]] and np.isnan(got.vectors[rows[1]]).all()

@@ -48,15 +48,15 @@ def test_every_install_route_uses_the_lock():
     assert "TF_ENABLE_ONEDNN_OPTS=0" in portable
     settings = [line for line in makefile.replace(portable, "").splitlines()
                 if ("TF_" in line or "ONEDNN" in line) and not line.startswith("#")]
-    assert settings == [f"ONE_CORE = $(if $(shell command -v taskset),taskset -c 0) env OMP_NUM_THREADS=1 "
+    assert settings == ["ONE_CORE = $(if $(shell command -v taskset),taskset -c 0) env OMP_NUM_THREADS=1 "
                         "TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1"]  # used by test-portable only
     assert makefile.count("$(ONE_CORE)") == 1 and "$(ONE_CORE)" in portable
     # The README's routes run the tests as make does.
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     make_args = re.search(r"^TEST_ARGS \?= (.*)$", makefile, re.M).group(1)
     assert re.search(r"^\t\$\(PY\) -m pytest \$\(TEST_ARGS\) (.*)$", makefile, re.M).group(1) == \
-        "--dist loadscope --nbval --nbval-current-env tests notebooks"
-    assert readme.count(f"pytest {make_args} --dist loadscope --nbval --nbval-current-env tests notebooks") == 2
+        "--dist loadscope --nbval --nbval-current-env notebooks tests helpers"
+    assert readme.count(f"pytest {make_args} --dist loadscope --nbval --nbval-current-env notebooks tests helpers") == 2
 
 
 def _clean_env(**extra: str) -> dict[str, str]:

@@ -2,12 +2,12 @@ import pickle
 
 import pytest
 
-from helpers.models import _lite_weights_path
+from helpers.efficientnet_lite import weights_path
 from helpers.torch_weights import UnsafePickleError, load_state_dict
 
 
 def test_reads_the_shipped_state_dict():
-    sd = load_state_dict(_lite_weights_path("efficientnet_lite0"))
+    sd = load_state_dict(weights_path("efficientnet_lite0"))
     assert sd["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert sd["_fc.weight"].shape == (1000, 1280)
     # the first stem BatchNorm variances, as PyTorch reads them

@@ -8,10 +8,9 @@ import pytest
 from keras import layers
 from sklearn.linear_model import LogisticRegression
 
-from helpers import Net, available_models, extract_features, load_model, model_spec
+from helpers import available_models, extract_features, load_model, model_spec
 from helpers.datasets import load_labeled_images
 from helpers.transfer import base_model, build_classifier, fine_tune, preprocessing_layer, train_head
-from support import tiny_spec
 
 FASHION_TOPS = Path(__file__).parents[1] / "images" / "fashion_tops"
 # Chance is 1/3 for the three tops. Measured on the 120 test photos with Lite0 (notebook 06): logistic
@@ -46,12 +45,6 @@ def test_preprocessing_layer_equals_net_preprocess_and_reloads(name, layer, tmp_
     _save(model, tmp_path / "preprocess.keras")
     reloaded = keras.saving.load_model(tmp_path / "preprocess.keras")
     np.testing.assert_array_equal(reloaded.predict(images, verbose=0), model.predict(images, verbose=0))
-
-
-def test_preprocessing_that_is_not_one_affine_map_per_pixel_is_refused():
-    net = Net(None, tiny_spec(name="squares", preprocess=lambda batch: (np.asarray(batch) / 255) ** 2))
-    with pytest.raises(ValueError, match="squares: net.preprocess is not one affine map per pixel"):
-        preprocessing_layer(net)
 
 
 def _tiny_data():
@@ -157,8 +150,9 @@ def trained(tops, lite0_headless, tmp_path_factory):
 
 
 def test_logistic_regression_on_features_is_clearly_above_chance(tops, lite0_headless):
-    train_vectors = extract_features(lite0_headless, tops.train.sources).vectors
-    test_vectors = extract_features(lite0_headless, tops.test.sources).vectors
+    # On the engine: the same model converted to LiteRT, equal to about 1e-3, twice as fast.
+    train_vectors = extract_features(lite0_headless, tops.train.sources, backend="fastest").vectors
+    test_vectors = extract_features(lite0_headless, tops.test.sources, backend="fastest").vectors
     classifier = LogisticRegression(max_iter=1000).fit(train_vectors, tops.train.labels)
     assert classifier.score(test_vectors, tops.test.labels) >= ACCURACY_BAR
 

@@ -1,17 +1,12 @@
-"""Run a model on batches: plain Keras, or LiteRT (XNNPACK) for about twice the speed on a CPU.
+"""LiteRT (TensorFlow Lite's new name): a Keras model converted once, cached on disk, run by XNNPACK.
 
-The notebooks teach the Keras path (``net.model.predict``); the batch helpers
-(``classify``, ``extract_features``) and the command line use LiteRT when the
-``ai-edge-litert`` package is installed. The Keras model is converted once and
-cached on disk, keyed by model name, input size and a hash of the weights.
-
-``precision="int8"`` converts to full-integer LiteRT instead (int8 weights and
-activations, uint8 input, float output): about twice as fast again on a CPU, at a
-small cost in accuracy. Its activation ranges are calibrated on crops of the
-photos in ``images/`` (never on evaluation data), and the calibration set is part
-of the cache key. For EfficientNet-Lite, whose preprocessing (x - 127) / 128 is
-exactly what the calibrated input quantization undoes, photos go in as their
-uint8 pixels, with no float copy at all.
+The Keras model is converted once and cached on disk, keyed by model name, input size and a
+hash of the architecture and weights. ``precision="int8"`` converts to full-integer LiteRT
+instead (int8 weights and activations, uint8 input, float output): about twice as fast again
+on a CPU, at a small cost in accuracy. Its activation ranges are calibrated on photos the
+caller passes (``calibration_crops``: never evaluation data), which are part of the cache
+key. For EfficientNet-Lite, whose preprocessing (x - 127) / 128 is exactly what the
+calibrated input quantization undoes, photos go in as their uint8 pixels, with no float copy.
 """
 
 from __future__ import annotations
@@ -24,20 +19,20 @@ import os
 import tempfile
 import threading
 import warnings
-import weakref
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-BACKENDS = ("keras", "litert")
+from ..images import ImageSource, list_images, load_image
+from ..quiet import quiet_stderr
+
 PRECISIONS = ("float32", "int8")
 # LiteRT runs a batch as sub-batches of this many images, which is faster than whole batches
 # (benchmarks/litert_design.py, Lite0, one thread, images/s by sub-batch 1, 2, 4, 8, 32: int8
 # 249, 256, 258, 258, 242; float32 142, 135, 134, 129, 122): 4 is within 6% of the best of both.
 SUB_BATCH = 4
 INT8_FORMAT = b"uint8 input"  # part of the int8 cache key: files made with other settings are not reused
-CALIBRATION_PHOTOS = Path(__file__).resolve().parents[1] / "images"
 log = logging.getLogger("helpers")
 
 
@@ -57,17 +52,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagenet-helpers"
 
 
-# One fd-2 swap for the whole package (helpers/quiet.py): C++ notices no Python setting reaches.
-from .quiet import quiet_stderr as _quiet_stderr  # noqa: E402
-
-
 def usable_cores() -> int:
     """Cores this process may run on (a container may allow fewer than the machine has)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def weights_hash(model) -> str:
-    """A short hash of a Keras model's weights: what can change under a converted model
+def weights_digest(model) -> str:
+    """A short hash of a Keras model's weight values: what can change under a converted model
     in a session (its architecture cannot), so ``predictor`` checks it on every call."""
     digest = hashlib.sha256()
     for weight in model.weights:
@@ -76,42 +67,39 @@ def weights_hash(model) -> str:
     return digest.hexdigest()[:16]
 
 
-def model_hash(model, weights: str | None = None) -> str:
-    """A short hash of a Keras model's architecture and weights (``weights``: its
-    ``weights_hash``, when known): the cache key of its conversion on disk."""
+def model_digest(model, digest: str | None = None) -> str:
+    """A short hash of a Keras model's architecture and weight values (``digest``: its
+    ``weights_digest``, when known): the cache key of its conversion on disk."""
     architecture = hashlib.sha256(model.to_json().encode()).hexdigest()
-    return hashlib.sha256(f"{architecture}{weights or weights_hash(model)}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{architecture}{digest or weights_digest(model)}".encode()).hexdigest()[:16]
 
 
-def calibration_images(size: tuple[int, int], folder: Path | None = None) -> np.ndarray:
-    """The photos int8 conversion calibrates on: uint8 (n, h, w, 3), 0-255, always the same.
+def calibration_crops(photos: str | os.PathLike | Sequence[ImageSource], size: tuple[int, int]) -> np.ndarray:
+    """What int8 conversion calibrates on: uint8 (n, h, w, 3), 0-255, the same for the same photos.
 
-    For each distinct photo in ``folder`` (None: the project's ``images/``): squares of the
-    whole shorter side (at both ends and the middle of the longer one) and of 60% of it (on
-    a 3x3 grid), resized to ``size``, each also mirrored. For ``images/``, 272 inputs: whole
-    scenes and close-ups, so that the activation ranges cover both.
+    For each distinct photo (a folder's, or those given): squares of the whole shorter
+    side (at both ends and the middle of the longer one) and of 60% of it (on a 3x3 grid),
+    resized to ``size``, each also mirrored: whole scenes and close-ups, so that the
+    activation ranges cover both. Photos like the ones the model will see, never the
+    photos it is evaluated on.
 
-    Raises:
-        FileNotFoundError: no such folder (``images/`` comes with a clone of the project).
-
-    >>> calibration_images((224, 224)).shape
+    >>> calibration_crops("images", (224, 224)).shape
     (272, 224, 224, 3)
     """
     from PIL import Image
 
-    from .images import list_images, load_image
-
-    if folder is None and not CALIBRATION_PHOTOS.is_dir():
-        raise FileNotFoundError(f"precision='int8' calibrates on the photos in {CALIBRATION_PHOTOS}, which is "
-                                "missing: install the project from a clone (pip install -e .)")
+    sources = list_images(photos) if isinstance(photos, (str, os.PathLike)) else list(photos)
+    if not sources:
+        raise ValueError("no calibration photos: pass a folder or a list of a few dozen photos like yours")
     h, w = size
     crops, seen = [], set()
-    for path in list_images(folder or CALIBRATION_PHOTOS):
-        digest = hashlib.sha256(path.read_bytes()).digest()
+    for source in sources:
+        photo = load_image(source, dtype="uint8")
+        digest = hashlib.sha256(photo.tobytes()).digest()
         if digest in seen:  # the same photo under another name
             continue
         seen.add(digest)
-        photo = Image.fromarray(load_image(path, dtype="uint8"))
+        photo = Image.fromarray(photo)
         for fraction in (1.0, 0.6):
             side = round(min(photo.size) * fraction)
             xs = sorted({round(t * (photo.width - side)) for t in (0, 0.5, 1)})
@@ -123,7 +111,7 @@ def calibration_images(size: tuple[int, int], folder: Path | None = None) -> np.
     return np.stack(crops)
 
 
-def _convert(model, calibration: Callable[[], Iterator[list[np.ndarray]]] | None = None) -> bytes:
+def convert(model, calibration: Callable[[], Iterator[list[np.ndarray]]] | None = None) -> bytes:
     """The Keras model as a LiteRT flatbuffer for any batch size: float32, or full
     integer when ``calibration`` yields representative inputs ([batch of one])."""
     import tensorflow as tf
@@ -142,7 +130,7 @@ def _convert(model, calibration: Callable[[], Iterator[list[np.ndarray]]] | None
     logger, level = tf.get_logger(), tf.get_logger().level
     logger.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()), _quiet_stderr(), warnings.catch_warnings():
+        with contextlib.redirect_stdout(io.StringIO()), quiet_stderr(), warnings.catch_warnings():
             # Said for every int8 conversion that calibrates on float batches: nothing to act on.
             warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected")
             return converter.convert()
@@ -171,49 +159,62 @@ class LiteRTModel:
         threads: inference threads of a call; None uses every core this process may run on.
         cache: folder for converted models; None is ``cache_dir()``.
         precision: "float32" (the Keras model's outputs to 1e-3) or "int8" (full
-            integer, calibrated on ``calibration_images``).
+            integer, calibrated on ``calibration``).
         preprocess: the model's preprocessing (0-255 batch -> model input), needed by
             ``on_photos`` and, for "int8", to calibrate.
+        calibration: for "int8", uint8 photos (n, h, w, 3) at the model's input size,
+            like those it will see: ``calibration_crops(folder, size)``.
 
+    Attributes:
+        sub_batch: LiteRT runs a batch this many images at a time (``SUB_BATCH``).
+
+    >>> net = load_model()
     >>> fast = LiteRTModel(net.model, preprocess=net.preprocess)
-    >>> fast(net.preprocess(photos)).shape, fast.on_photos(photos).shape
-    ((1, 1000), (1, 1000))
+    >>> fast.on_photos(np.zeros((2, 224, 224, 3), np.uint8)).shape
+    (2, 1000)
     """
 
     def __init__(self, model, threads: int | None = None, cache: Path | None = None, precision: str = "float32",
-                 preprocess: Callable[[np.ndarray], np.ndarray] | None = None):
+                 preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
+                 calibration: np.ndarray | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if precision == "int8" and preprocess is None:
-            raise ValueError("precision='int8' needs the model's preprocess function to calibrate")
+        if precision == "int8" and (preprocess is None or calibration is None):
+            raise ValueError("precision='int8' needs the model's preprocess function and calibration photos "
+                             "(calibration_crops(folder, size)) to calibrate")
         self.threads = usable_cores() if threads is None else _check_threads(threads)
         self.precision = precision
         self.preprocess = preprocess
-        self.weights_hash = weights_hash(model)
-        self.model_hash = model_hash(model, self.weights_hash)
+        self.sub_batch = SUB_BATCH
+        self.weights_digest = weights_digest(model)
+        self.model_digest = model_digest(model, self.weights_digest)
         self._lock = threading.Lock()
         h, w = model.input_shape[1:3]
         folder = Path(cache) if cache is not None else cache_dir()
-        calibration = None
+        representative = None
         if precision == "float32":
-            self.path = folder / f"{model.name}-{h}x{w}-{self.model_hash}.tflite"
-            probe = np.random.default_rng(0).uniform(-1, 1, (1, *model.input_shape[1:])).astype(np.float32)
+            self.path = folder / f"{model.name}-{h}x{w}-{self.model_digest}.tflite"
+            # Inputs on which the converted model must reproduce the Keras model's outputs.
+            checks = np.random.default_rng(0).uniform(-1, 1, (1, *model.input_shape[1:])).astype(np.float32)
         else:
-            photos = calibration_images((h, w))
-            probe = preprocess(photos[::16].astype(np.float32))
-            # The key covers how _convert quantizes, the photos and what preprocess makes of them.
-            key = hashlib.sha256(INT8_FORMAT + photos.tobytes() + probe.tobytes()).hexdigest()[:12]
-            self.path = folder / f"{model.name}-{h}x{w}-{self.model_hash}-int8-{key}.tflite"
+            photos = np.asarray(calibration, dtype=np.uint8)
+            if photos.ndim != 4 or photos.shape[1:] != (h, w, 3):
+                raise ValueError(f"calibration photos of shape {photos.shape}: expected (n, {h}, {w}, 3) uint8, "
+                                 "from calibration_crops(folder, size)")
+            checks = preprocess(photos[::16].astype(np.float32))
+            # The key covers how convert quantizes, the photos and what preprocess makes of them.
+            key = hashlib.sha256(INT8_FORMAT + photos.tobytes() + checks.tobytes()).hexdigest()[:12]
+            self.path = folder / f"{model.name}-{h}x{w}-{self.model_digest}-int8-{key}.tflite"
 
-            def calibration():
+            def representative():
                 for photo in photos:
                     yield [preprocess(photo[None].astype(np.float32))]
-        expected = np.asarray(model(probe, training=False))
-        if self.path.is_file() and self._load_and_check(str(self.path), probe, expected):
+        expected = np.asarray(model(checks, training=False))
+        if self.path.is_file() and self._load_and_check(str(self.path), checks, expected):
             return
         if self.path.exists():
             log.warning("rebuilding %s: the cached file does not match the model", self.path)
-        flatbuffer = _convert(model, calibration)
+        flatbuffer = convert(model, representative)
         try:
             self._write(flatbuffer, folder)
             source = str(self.path)
@@ -221,7 +222,7 @@ class LiteRTModel:
         except OSError as e:
             log.warning("cannot cache the converted model in %s (%s): keeping it in memory", folder, e)
             source = flatbuffer
-        if not self._load_and_check(source, probe, expected):
+        if not self._load_and_check(source, checks, expected):
             advice = "use backend='keras'" if precision == "float32" else "use precision='float32'"
             raise RuntimeError(f"the LiteRT {precision} conversion of {model.name!r} does not reproduce "
                                f"the Keras model; {advice}")
@@ -233,9 +234,9 @@ class LiteRTModel:
             part.write(flatbuffer)
         os.replace(part.name, self.path)
 
-    def _load_and_check(self, source: str | bytes, probe: np.ndarray, expected: np.ndarray) -> bool:
+    def _load_and_check(self, source: str | bytes, checks: np.ndarray, expected: np.ndarray) -> bool:
         """Load a model file (path) or flatbuffer (bytes); True when it gives the Keras
-        model's outputs on the probe inputs (float32), or nearly (int8: see ``int8_matches``)."""
+        model's outputs on the check inputs (float32), or nearly (int8: see ``int8_matches``)."""
         self._source = {"model_content": source} if isinstance(source, bytes) else {"model_path": source}
         self._idle: dict[int, list] = {}  # threads -> interpreters no call is using
         self.quantization, self.takes_pixels = None, False
@@ -245,7 +246,7 @@ class LiteRTModel:
             quantized = inp["dtype"] == np.uint8
             self.quantization = inp["quantization"] if quantized else None
             self._idle[self.threads] = [interpreter]
-            got = self(probe)
+            got = self(checks)
         except (ValueError, RuntimeError):  # not a flatbuffer, or not this model's
             return False
         if got.shape != expected.shape or quantized != (self.precision == "int8"):
@@ -267,7 +268,7 @@ class LiteRTModel:
         # XNNPACK announces itself on file descriptor 2 when the first interpreter of the process
         # allocates its tensors. That one is made by __init__, in the caller's thread; the later
         # ones, also made by worker threads, stay out of quiet_stderr, which a caller may hold.
-        with _quiet_stderr() if not _announced else contextlib.nullcontext():
+        with quiet_stderr() if not _announced else contextlib.nullcontext():
             interpreter = Interpreter(**self._source, num_threads=threads)
             interpreter.allocate_tensors()
             _announced = True
@@ -314,8 +315,8 @@ class LiteRTModel:
                 raise ValueError(f"a batch of shape {batch.shape}: expected (n >= 1, {', '.join(map(str, size))})")
             out = interpreter.get_output_details()[0]["index"]
             outputs = []
-            for start in range(0, len(batch), SUB_BATCH):
-                part = batch[start:start + SUB_BATCH]
+            for start in range(0, len(batch), self.sub_batch):
+                part = batch[start:start + self.sub_batch]
                 if tuple(inp["shape"]) != part.shape:
                     interpreter.resize_tensor_input(inp["index"], list(part.shape))
                     interpreter.allocate_tensors()
@@ -330,17 +331,17 @@ class LiteRTModel:
 
 
 def int8_matches(got: np.ndarray, expected: np.ndarray, explained: float = 0.8) -> bool:
-    """Whether int8 outputs reproduce float outputs over a set of probe inputs.
+    """Whether int8 outputs reproduce float outputs over a set of check inputs.
 
     Rounding every activation to 256 levels moves each output a little, so elementwise
     closeness is the wrong test. This one asks that the int8 outputs explain at least
-    ``explained`` of how the float outputs vary from one probe input to the next
+    ``explained`` of how the float outputs vary from one check input to the next
     (R squared). Other weights' outputs explain none of it (below 0 in the tests); correct
     conversions of EfficientNet-Lite0 explain 0.98 (classifier) and 0.94 (headless
-    feature maps) on the probe photos.
+    feature maps) on the check photos.
 
     Args:
-        got, expected: float arrays of the same shape (n, ...), n >= 2 probe inputs.
+        got, expected: float arrays of the same shape (n, ...), n >= 2 check inputs.
 
     >>> int8_matches(np.array([[0.95, 0.05], [0.1, 0.9]]), np.array([[1.0, 0.0], [0.0, 1.0]]))
     True
@@ -349,88 +350,3 @@ def int8_matches(got: np.ndarray, expected: np.ndarray, explained: float = 0.8) 
     return spread > 0 and float(((got - expected) ** 2).sum()) <= (1 - explained) * spread
 
 
-_warned = False
-
-
-def resolve_backend(backend: str | None) -> str:
-    """``"keras"`` or ``"litert"``; None picks LiteRT when installed, else Keras with one log line."""
-    global _warned
-    if backend is None:
-        if litert_available():
-            return "litert"
-        if not _warned:
-            log.warning("ai-edge-litert is not installed: running on Keras, about half as fast "
-                        "(pip install ai-edge-litert)")
-            _warned = True
-        return "keras"
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)} or None, got {backend!r}")
-    if backend == "litert" and not litert_available():
-        raise RuntimeError("backend='litert' needs the ai-edge-litert package: pip install ai-edge-litert")
-    return backend
-
-
-def resolve_precision(precision: str, backend: str | None) -> None:
-    """Check a ``precision`` argument against the backend it needs; raises ValueError or RuntimeError."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "int8" and backend == "keras":
-        raise ValueError("precision='int8' runs on LiteRT only: use backend='litert' or None, "
-                         "or precision='float32' for Keras")
-    if precision == "int8" and not litert_available():
-        raise RuntimeError("precision='int8' needs the ai-edge-litert package: pip install ai-edge-litert")
-
-
-# keras.Model -> {precision: (weights_hash, its LiteRTModel, or why LiteRT cannot run it:
-# (exception type, message), not the exception, whose traceback would keep the model alive)}
-_converted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_converting = threading.Lock()
-
-
-def predictor(net, backend: str | None = None, precision: str = "float32",
-              threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from a batch of photos (n, h, w, 3), 0-255, uint8 or float, to the
-    model's outputs, on the chosen backend; it preprocesses them itself.
-
-    The function may be called from several threads: on LiteRT the calls run at once,
-    each with ``threads`` inference threads (None: every core); on Keras they take turns.
-    The LiteRT model is made once per Keras model, weights and precision in a session
-    (and cached on disk across sessions); changing the model's weights makes a new one.
-    With ``backend=None``, a model LiteRT cannot convert to float32 runs on Keras, with
-    a log line. ``precision="int8"`` runs on LiteRT only (the first time for a model,
-    calibrating and converting takes one to two minutes on 2 cores).
-
-    >>> net = load_model()
-    >>> run = predictor(net, "litert", precision="int8")
-    >>> run(np.zeros((1, 224, 224, 3), np.uint8)).shape
-    (1, 1000)
-    """
-    resolve_precision(precision, backend)
-    chosen = resolve_backend(backend if precision == "float32" else "litert")
-    if chosen == "litert":
-        with _converting:
-            made = _converted.setdefault(net.model, {})
-            # The weights only: hashing the architecture (to_json) costs as much again, per call.
-            weights = weights_hash(net.model)
-            if made.get(precision, (None,))[0] != weights:
-                try:
-                    fast = LiteRTModel(net.model, precision=precision, preprocess=net.preprocess)
-                except (RuntimeError, ValueError, OSError) as e:
-                    fast = type(e), str(e)
-                made[precision] = weights, fast
-            fast = made[precision][1]
-        if not isinstance(fast, tuple):
-            return lambda photos: fast.on_photos(photos, threads)
-        error, message = fast
-        if backend is not None or precision != "float32":
-            raise error(message)
-        log.warning("LiteRT cannot run %s (%s): running on Keras", net.name, message)
-    turns = threading.Lock()
-
-    def keras_predict(photos: np.ndarray) -> np.ndarray:
-        batch = net.preprocess(np.asarray(photos, dtype=np.float32))
-        with turns:  # Keras and TensorFlow already use every core for one call
-            # predict_on_batch: one compiled call, without predict()'s per-call dataset set-up.
-            return np.asarray(net.model.predict_on_batch(batch))
-
-    return keras_predict

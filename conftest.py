@@ -1,0 +1,37 @@
+"""The namespace of the docstring examples in helpers/ (pytest --doctest-modules, run by make test).
+
+Each example runs from the project root (so ``"images/coffee.png"`` is found) with ``np`` and every
+public name of ``helpers`` already imported, as a reader who typed ``from helpers import *`` has them.
+"""
+import functools
+
+import pytest
+
+
+def pytest_ignore_collect(collection_path, config):
+    """conftest files hold no examples; collected as modules, the two in tests/ and notebooks/ clash."""
+    return True if collection_path.name == "conftest.py" else None
+
+
+@pytest.fixture(autouse=True)
+def doctest_setup(request, doctest_namespace, monkeypatch):
+    if type(request.node).__name__ != "DoctestItem":
+        yield
+        return
+    import numpy as np
+
+    import helpers
+
+    monkeypatch.chdir(request.config.rootpath)
+    doctest_namespace["np"] = np
+    doctest_namespace.update({name: getattr(helpers, name) for name in helpers.__all__})
+    # Each model built once for all the examples (a second build would give the same model).
+    doctest_namespace["load_model"] = _load_model_once
+    yield
+
+
+@functools.cache
+def _load_model_once(*args, **kwargs):
+    from helpers import load_model
+
+    return load_model(*args, **kwargs)
