@@ -4,8 +4,21 @@ Each example runs from the project root (so ``"images/coffee.png"`` is found) wi
 public name of ``helpers`` already imported, as a reader who typed ``from helpers import *`` has them.
 """
 import functools
+import os
 
 import pytest
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (make test), each worker process gets its share of the cores for
+    TensorFlow, and so do the notebook kernels it starts: two workers each using every core
+    would spend part of their time taking turns. Runs before any TensorFlow import; a setting
+    of the caller's own wins."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, cores // workers)))
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -18,6 +31,9 @@ def doctest_setup(request, doctest_namespace, monkeypatch):
     if type(request.node).__name__ != "DoctestItem":
         yield
         return
+    if request.node.path.name == "scale.py":  # Ray, FAISS and pyarrow are the optional "scale" extra
+        for module in ("faiss", "pyarrow"):
+            pytest.importorskip(module)
     import numpy as np
 
     import helpers

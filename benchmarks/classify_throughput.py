@@ -111,9 +111,9 @@ def main() -> None:
     ready = nets["classify"].preprocess(decoded.astype(np.float32))  # Keras' input
     steps = decode_breakdown(files[:64], nets["classify"])
 
-    def from_files(task, precision):
+    def from_files(task, precision, backend="litert"):
         net, call = nets[task], classify if task == "classify" else extract_features
-        return lambda: call(net, files, batch_size=args.batch_size, backend="litert", precision=precision,
+        return lambda: call(net, files, batch_size=args.batch_size, backend=backend, precision=precision,
                             calibration=CALIBRATION)
 
     def on_tensors(task, precision=None):
@@ -126,6 +126,7 @@ def main() -> None:
     paths = {}
     for task in nets:
         paths[(task, "keras predict, ready tensors")] = on_tensors(task)
+        paths[(task, "keras, from files (the default)")] = from_files(task, "float32", backend=None)
         for precision in PRECISIONS:
             paths[(task, f"litert {precision}, decoded photos")] = on_tensors(task, precision)
             paths[(task, f"litert {precision}, from files")] = from_files(task, precision)

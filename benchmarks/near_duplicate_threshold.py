@@ -37,9 +37,9 @@ def main() -> None:
         raise SystemExit(f"{DEV_SET}: the dev set is needed to calibrate")
 
     files = list_images(DEV_SET)[: args.n]
-    sources, photo = edited_copies(files)
+    sources, photo_ids = edited_copies(files)
     net = load_model(args.model, include_top=False)
-    scores, same = pair_scores(extract_features(net, sources, backend="fastest"), photo)
+    scores, same = pair_scores(extract_features(net, sources, backend="fastest"), photo_ids)
     print(f"model {args.model}, {len(files)} photos x {1 + len(NEAR_DUPLICATE_EDITS)} versions: "
           f"{same.sum()} same-photo pairs, {(~same).sum()} different-photo pairs")
     print(f"same photo:      min {scores[same].min():.3f}  5th percentile {np.percentile(scores[same], 5):.3f}")

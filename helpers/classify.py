@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .images import ImageSource, source_name
+from .images import Calibration, ImageSource, source_name
 from .labels import decode_predictions
 from .models import Net, predict_batches
 
@@ -21,7 +21,7 @@ class Classification:
 
 def classify(net: Net, sources: Sequence[ImageSource], top: int = 5, batch_size: int = 32,
              backend: str | None = None, precision: str = "float32",
-             calibration: str | Sequence[ImageSource] | None = None) -> list[Classification]:
+             calibration: Calibration | None = None) -> list[Classification]:
     """Classify images (paths, PIL images or arrays) in input order.
 
     Each photo is centre-cropped to the model's input size, then the Keras model you
@@ -36,7 +36,7 @@ def classify(net: Net, sources: Sequence[ImageSource], top: int = 5, batch_size:
         backend: None runs the Keras model; "litert" or "fastest" (LiteRT when installed)
             run the fast engine, about twice as fast on a CPU (``helpers.engine``).
         precision: "float32", or "int8" on LiteRT: faster again, for a point of top-1 at
-            most (benchmarks/README.md); converted once, in a minute or two.
+            most (README, "Measured"); converted once, in a minute or two.
         calibration: for "int8", a folder (or list) of photos like yours to calibrate on.
 
     >>> results = classify(load_model(), ["images/coffee.png", "images/missing.png"])

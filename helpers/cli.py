@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                              default=str(PROJECT_PHOTOS) if PROJECT_PHOTOS.is_dir() else None,
                              help="int8 only: photos like yours to calibrate on (default: the project's images/)")
     args = parser.parse_args(argv)
+    if getattr(args, "precision", None) == "int8" and args.calibration is None:
+        parser.error("--precision int8 calibrates on photos like yours: pass --calibration FOLDER "
+                     "(a few dozen photos, never the ones you classify to measure accuracy)")
     # File names that are not valid in the terminal's encoding are printed escaped, not a crash.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")

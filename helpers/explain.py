@@ -133,15 +133,15 @@ def occlusion(net: Explainable, image: ImageSource, class_index: int | str | Non
     x = squashed(net, pixels)
     base = class_probabilities(net, x)[0]
     target = resolve_class(base, class_index)
-    corners = [(top, left) for top in _starts(height, patch, stride) for left in _starts(width, patch, stride)]
+    corners = [(row, col) for row in _starts(height, patch, stride) for col in _starts(width, patch, stride)]
     occluded = np.repeat(x, len(corners), axis=0)
-    for copy, (top, left) in zip(occluded, corners):
-        copy[top:top + patch, left:left + patch] = 127.5  # mid grey
+    for copy, (row, col) in zip(occluded, corners):
+        copy[row:row + patch, col:col + patch] = 127.5  # mid grey
     probs = class_probabilities(net, occluded, batch_size)[:, target]
     fall, count = np.zeros((height, width), np.float32), np.zeros((height, width), np.float32)
-    for (top, left), p in zip(corners, probs):
-        fall[top:top + patch, left:left + patch] += base[target] - p
-        count[top:top + patch, left:left + patch] += 1
+    for (row, col), p in zip(corners, probs):
+        fall[row:row + patch, col:col + patch] += base[target] - p
+        count[row:row + patch, col:col + patch] += 1
     fall = np.maximum(fall / count, 0)
     return resize_heatmap(_scaled(fall, fall.max()), pixels.shape[:2])
 
@@ -298,8 +298,8 @@ def _starts(size: int, patch: int, stride: int) -> list[int]:
     return starts if starts[-1] == size - patch else [*starts, size - patch]
 
 
-def _scaled(values: np.ndarray, top: float) -> np.ndarray:
-    return values / top if top > 0 else np.zeros_like(values)
+def _scaled(values: np.ndarray, largest: float) -> np.ndarray:
+    return values / largest if largest > 0 else np.zeros_like(values)
 
 
 def _saliency(values: np.ndarray) -> np.ndarray:

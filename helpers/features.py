@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .images import ImageSource, source_name
+from .images import Calibration, ImageSource, source_name
 from .models import Net, predict_batches
 
 POOLINGS = ("avg", "max", None)
@@ -56,7 +56,8 @@ class Features:
         """Write the set to an ``.npz`` file (vectors, sources, errors, model name, pooling, precision).
 
         >>> import tempfile, os
-        >>> path = os.path.join(tempfile.mkdtemp(), "gallery.npz")
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "gallery.npz")
         >>> extract_features(load_model(include_top=False), ["images/coffee.png"]).save(path)
         >>> load_features(path, model_name="efficientnet_lite0").vectors.shape
         (1, 1280)
@@ -74,7 +75,6 @@ def load_features(path, model_name: str | None = None) -> Features:
         path: the ``.npz`` file.
         model_name: the registry name of the model the set must come from; a set
             made by another model is an error, since their vectors cannot be compared.
-
     """
     with np.load(path, allow_pickle=False) as data:
         pooling = str(data["pooling"])
@@ -90,7 +90,7 @@ def load_features(path, model_name: str | None = None) -> Features:
 
 def extract_features(net: Net, sources: Sequence[ImageSource], pooling: str | None = "avg", batch_size: int = 32,
                      backend: str | None = None, precision: str = "float32",
-                     calibration: str | Sequence[ImageSource] | None = None) -> Features:
+                     calibration: Calibration | None = None) -> Features:
     """Feature vectors of images (paths, PIL images or arrays) from a headless model.
 
     The Keras model you loaded runs on a batch of photos at a time and only the pooled
@@ -107,7 +107,7 @@ def extract_features(net: Net, sources: Sequence[ImageSource], pooling: str | No
         backend: None runs the Keras model; "litert" or "fastest" (LiteRT when installed)
             run the fast engine, about twice as fast on a CPU (``helpers.engine``).
         precision: "float32", or "int8" on LiteRT: faster again; its vectors have a cosine
-            of about 0.994 with float32 ones (benchmarks/README.md).
+            of about 0.994 with float32 ones (README, "Measured").
         calibration: for "int8", a folder (or list) of photos like yours to calibrate on.
 
     Returns:

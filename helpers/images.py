@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
-from matplotlib import colormaps
 from PIL import ExifTags, Image, ImageEnhance, ImageOps, UnidentifiedImageError
 
 # What every function that takes "a photo" accepts: a file path, a PIL image, or an
 # (h, w, 3) RGB array with values 0-255.
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
+# Photos int8 calibrates on: a folder, or a list of photos.
+Calibration = Union[str, os.PathLike, Sequence[ImageSource]]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 CROP_FRACTION = 0.875  # resize the shorter side to size / 0.875 (256 for 224), then crop
@@ -251,6 +252,8 @@ def overlay(image: ImageSource, heatmap: np.ndarray, alpha: float = 0.4, colorma
     >>> overlay("images/coffee.png", np.ones((400, 600))).shape
     (400, 600, 3)
     """
+    from matplotlib import colormaps  # here: decoding photos needs no plotting library
+
     pixels = load_image(image)
     heatmap = np.asarray(heatmap, dtype=np.float32)
     if heatmap.shape != pixels.shape[:2]:
@@ -277,8 +280,8 @@ def edited_copies(files: Sequence[ImageSource],
         array as long: the index in ``files`` of the photo each source shows.
 
     >>> from helpers.images import edited_copies
-    >>> sources, photo = edited_copies(list_images("images")[:2])
-    >>> len(sources), photo
+    >>> sources, photo_ids = edited_copies(list_images("images")[:2])
+    >>> len(sources), photo_ids
     (6, array([0, 1, 0, 1, 0, 1]))
     """
     files = list(files)

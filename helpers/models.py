@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import keras
 import numpy as np
+from tqdm import tqdm
 
 from . import efficientnet_lite
-from .images import CROP_FRACTION, ImageSource, load_images
+from .images import CROP_FRACTION, Calibration, ImageSource, load_images
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,14 @@ class Preprocessing:
     std: tuple[float, float, float]
     channels: str = "RGB"
     crop_fraction: float = CROP_FRACTION
+
+    def __post_init__(self):
+        if self.channels not in ("RGB", "BGR"):
+            raise ValueError(f"channels must be 'RGB' or 'BGR', got {self.channels!r}")
+        if len(self.mean) != 3 or len(self.std) != 3 or 0 in self.std:
+            raise ValueError(f"mean and std need one value per channel, std none of them 0; got {self.mean}, {self.std}")
+        if not 0 < self.crop_fraction <= 1:
+            raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """A float32 copy of an RGB batch (..., 3), 0-255, as the model's input."""
@@ -282,9 +292,19 @@ def as_net(model: Net | keras.Model) -> Net:
     return net
 
 
+PROGRESS_FROM = 64  # a progress bar only for this many photos or more, and only on a terminal
+
+
+def progress_bar(total: int) -> tqdm:
+    """A progress bar on stderr, shown only where a person waits at a terminal for many photos
+    (never in a notebook's stored output: a notebook's stderr is no terminal)."""
+    shown = total >= PROGRESS_FROM and sys.stderr is not None and sys.stderr.isatty()
+    return tqdm(total=total, disable=not shown, unit="img")
+
+
 def predict_batches(net: Net, sources: Sequence[ImageSource], batch_size: int = 32, backend: str | None = None,
                     precision: str = "float32",
-                    calibration: str | Sequence[ImageSource] | None = None) -> Iterator[tuple[list, np.ndarray | None]]:
+                    calibration: Calibration | None = None) -> Iterator[tuple[list, np.ndarray | None]]:
     """Run a model over many photos, a batch at a time: per batch, ``(errors, outputs)``.
 
     ``errors`` has one entry per source of the batch, None or why it could not be
@@ -298,6 +318,8 @@ def predict_batches(net: Net, sources: Sequence[ImageSource], batch_size: int = 
       photos): the engine, ``helpers.engine.stream_batches``, which decodes photos on
       worker threads while the model runs.
 
+    Either way, a progress bar shows on a terminal from ``PROGRESS_FROM`` photos on.
+
     >>> for errors, outputs in predict_batches(load_model(), ["images/coffee.png"]):
     ...     print(errors, outputs.shape)
     [None] (1, 1000)
@@ -309,8 +331,11 @@ def predict_batches(net: Net, sources: Sequence[ImageSource], batch_size: int = 
 
         yield from engine.stream_batches(net, sources, batch_size, backend or "litert", precision, calibration)
         return
-    for start in range(0, len(sources), batch_size):
-        photos, errors = load_images(sources[start:start + batch_size], net.input_size,
-                                     net.spec.preprocessing.crop_fraction)
-        # predict_on_batch: predict's compiled call, without its progress bar and per-call set-up.
-        yield errors, None if photos is None else np.asarray(net.model.predict_on_batch(net.preprocess(photos)))
+    with progress_bar(len(sources)) as bar:
+        for start in range(0, len(sources), batch_size):
+            photos, errors = load_images(sources[start:start + batch_size], net.input_size,
+                                         net.spec.preprocessing.crop_fraction)
+            # predict_on_batch: predict's compiled call, without its progress bar and per-call set-up.
+            outputs = None if photos is None else np.asarray(net.model.predict_on_batch(net.preprocess(photos)))
+            bar.update(len(errors))
+            yield errors, outputs

@@ -98,8 +98,9 @@ class FeatureExtractor:
 
     Ray Data makes one instance per worker, so each worker loads the model once and
     keeps it for every batch it gets. A batch goes through ``extract_features``
-    (``load_image``, then the model on the fastest backend): the same vectors as on
-    one machine. A file that cannot be read becomes a row with a NaN vector and its
+    (``load_image``, then the model on the fastest backend): the same vectors as
+    ``extract_features(..., backend="fastest")`` on one machine, and the Keras default's
+    to about 0.001. A file that cannot be read becomes a row with a NaN vector and its
     error; the rest of the batch is kept. ``extract_features_ray`` runs it.
 
     Args:

@@ -276,26 +276,26 @@ def find_near_duplicates(features, threshold: float,
     return sorted(pairs, key=lambda p: -p[2])
 
 
-def pair_scores(features, photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pair_scores(features, photo_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cosine similarity of every pair of rows, and whether the two show the same photo.
 
     One matrix product: it holds all N x N scores (1 GB of float32 at 16,000 rows).
 
     Args:
         features: a ``Features`` set, or an array (N, D).
-        photo: int array (N,), the photo each row shows (as ``edited_copies`` returns it).
+        photo_ids: int array (N,), the photo each row shows (as ``edited_copies`` returns it).
 
     Returns:
         ``(scores, same)``: float32 and bool arrays, one value per pair (a, b) with a
         before b, in the order of ``np.triu_indices(N, k=1)``.
 
     >>> from helpers.similarity import pair_scores
-    >>> pair_scores(np.array([[1, 0], [1, 1], [0, 1]]), photo=np.array([0, 0, 1]))
+    >>> pair_scores(np.array([[1, 0], [1, 1], [0, 1]]), photo_ids=np.array([0, 0, 1]))
     (array([0.71, 0.  , 0.71], dtype=float32), array([ True, False, False]))
     """
     unit = normalize(_vectors(features))
     a, b = np.triu_indices(len(unit), k=1)
-    return (unit @ unit.T)[a, b], photo[a] == photo[b]
+    return (unit @ unit.T)[a, b], photo_ids[a] == photo_ids[b]
 
 
 def precision_recall(scores: np.ndarray, same: np.ndarray, threshold: float) -> tuple[float, float]:

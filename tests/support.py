@@ -32,6 +32,15 @@ def tiny_spec(**changes):
 
 
 @functools.cache
+def architecture(name: str, include_top: bool = False):
+    """``load_model(name, include_top, weights=None)``: the architecture only, with random weights,
+    built once per test process (several test files build every registry model; none changes it)."""
+    from helpers import load_model
+
+    return load_model(name, include_top=include_top, weights=None)
+
+
+@functools.cache
 def _load_model_once(*args, **kwargs):
     """``load_model``, each model once: the commands load the same two or three models again and again."""
     from helpers import load_model

@@ -1,10 +1,10 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers import classify, list_images
 from support import DEV, IMAGES, needs_dev
-
 
 
 def test_classify_keeps_order_and_survives_bad_files(lite0, tmp_path):
@@ -57,11 +57,31 @@ def test_int8_classifies_files_on_litert_only(lite0):
     # How often int8 and float32 agree: test_engine_litert, on the animal photos decoded once.
     photos = [IMAGES / "coffee.png", *list_images(IMAGES / "animals")]
     small = classify(lite0, photos, top=1, precision="int8", calibration=IMAGES)
-    fast = classify(lite0, photos, top=1)
+    plain = classify(lite0, photos, top=1)
     assert small[0].predictions[0][1] == "espresso" and not any(r.error for r in small)
     # int8 really ran: its probabilities are not float32's.
-    assert any(abs(s.predictions[0][2] - f.predictions[0][2]) > 1e-4 for s, f in zip(small, fast))
+    assert any(abs(s.predictions[0][2] - f.predictions[0][2]) > 1e-4 for s, f in zip(small, plain))
     with pytest.raises(ValueError, match="runs on LiteRT only"):
         classify(lite0, photos[:1], backend="keras", precision="int8", calibration=IMAGES)
     with pytest.raises(ValueError, match="calibration=FOLDER"):
         classify(lite0, photos[:1], precision="int8")
+
+
+def test_classify_runs_the_keras_model_unless_asked(lite0, monkeypatch):
+    from helpers import engine
+
+    def engine_called(*args, **kwargs):
+        raise AssertionError("the engine ran")
+
+    monkeypatch.setattr(engine, "stream_batches", engine_called)
+    photos = [IMAGES / "coffee.png", IMAGES / "chelsea.png"]
+    results = classify(lite0, photos, top=1)
+    assert results[0].predictions[0][1] == "espresso"
+    # What the lesson computes by hand: the centre crop, then Keras' predict.
+    from helpers import decode_predictions, load_image
+
+    batch = np.stack([load_image(p, size=lite0.input_size) for p in photos])
+    expected = decode_predictions(lite0.model.predict(lite0.preprocess(batch), verbose=0), top=1)
+    assert [r.predictions for r in results] == expected
+    with pytest.raises(AssertionError, match="the engine ran"):
+        classify(lite0, photos, backend="fastest")

@@ -1,4 +1,5 @@
 import logging
+import shutil
 import sys
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 from helpers import classify, list_images, load_image
 from helpers.engine import litert, pipeline
 from helpers.engine.litert import calibration_crops, int8_matches
-from helpers.engine.pipeline import PROGRESS_FROM, predictor, progress_bar, stream_batches
+from helpers.engine.pipeline import predictor, stream_batches
+from helpers.models import PROGRESS_FROM, progress_bar
 from support import IMAGES
 
 
@@ -180,6 +182,22 @@ def test_int8_calibrates_on_the_photos_passed_in(tiny_net, monkeypatch):
     predictor(net, "litert", "int8", calibration=[np.ascontiguousarray(p[::-1]) for p in others])(photos)
     assert len(calls) == 4
     assert len(list(litert.cache_dir().glob("tiny-*-int8-*.tflite"))) == 4
+
+
+def test_a_calibration_folder_whose_photos_change_converts_again(tiny_net, tmp_path, monkeypatch):
+    net = tiny_net()
+    calls = []
+    convert = litert.convert
+    monkeypatch.setattr(litert, "convert", lambda m, *rest: calls.append(m) or convert(m, *rest))
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    for name in ("astronaut.png", "coffee.png", "chelsea.png"):
+        shutil.copy(IMAGES / name, folder / name)
+    photos = calibration_crops(IMAGES, net.input_size)[3::9]
+    predictor(net, "litert", "int8", calibration=folder)(photos)
+    shutil.copy(IMAGES / "rocket.jpg", folder / "coffee.png")  # the same name, another photo
+    predictor(net, "litert", "int8", calibration=folder)(photos)
+    assert len(calls) == 2
 
 
 def test_a_model_litert_cannot_run_falls_back_to_keras_once_per_weights(tiny_net, monkeypatch, caplog):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ImageLoadError, list_images, load_image
+from helpers import ImageLoadError, list_images, load_image, overlay
+from helpers.images import load_images
 from support import IMAGES
 
 
@@ -104,3 +105,23 @@ def test_load_image_as_uint8():
     np.testing.assert_array_equal(as_bytes, load_image(IMAGES / "rocket.jpg", size=224))
     with pytest.raises(ValueError, match="dtype must be 'float32' or 'uint8'"):
         load_image(IMAGES / "rocket.jpg", dtype="float64")
+
+
+def test_overlay_blends_into_uint8_and_checks_the_size():
+    image = np.full((20, 30, 3), 200, np.float32)
+    heatmap = np.zeros((20, 30), np.float32)
+    blended = overlay(image, heatmap, alpha=0.0)
+    assert blended.dtype == np.uint8 and blended.shape == (20, 30, 3)
+    np.testing.assert_array_equal(blended, 200)
+    assert not np.array_equal(overlay(image, heatmap + 1, alpha=0.5), overlay(image, heatmap, alpha=0.5))
+    with pytest.raises(ValueError, match="heatmap of shape \\(7, 7\\) does not fit an image of shape \\(20, 30, 3\\)"):
+        overlay(image, np.zeros((7, 7)))
+
+
+def test_load_images_gives_one_batch_and_one_error_per_source(tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_text("not a photo")
+    photos, errors = load_images([IMAGES / "coffee.png", broken, IMAGES / "chelsea.png"], size=(32, 48))
+    assert photos.shape == (2, 32, 48, 3) and photos.dtype == np.uint8
+    assert errors[0] is None and errors[2] is None and "broken.png" in errors[1]
+    assert load_images([broken], size=32) == (None, [errors[1]])

@@ -2,13 +2,14 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import DEFAULT_MODEL, available_models, load_model, model_spec
+from helpers import DEFAULT_MODEL, Preprocessing, available_models, load_model, model_spec
+from support import architecture
 
 
 @pytest.mark.parametrize("name", available_models())
 def test_every_registry_record_names_layers_that_exist(name):
     spec = model_spec(name)
-    net = load_model(name, include_top=False, weights=None)  # the architecture only: offline
+    net = architecture(name)  # the architecture only: offline
     size = spec.input_size
     assert net.spec is spec and net.name == net.model.name == name
     assert net.input_size == size and tuple(net.model.input_shape) == (None, *size, 3)
@@ -71,3 +72,12 @@ def test_missing_keras_weights_name_the_file_and_folder(tmp_path):
 def test_misspelled_weights_are_an_error_not_random_weights():
     with pytest.raises(ValueError, match="weights must be 'imagenet' or None, got 'ImageNet'"):
         load_model(weights="ImageNet")
+
+
+@pytest.mark.parametrize("fields, error", [({"channels": "bgr"}, "channels must be 'RGB' or 'BGR'"),
+                                           ({"std": (1.0, 0.0, 1.0)}, "std none of them 0"),
+                                           ({"mean": (0.0, 0.0)}, "one value per channel"),
+                                           ({"crop_fraction": 1.5}, "crop_fraction must be in")])
+def test_preprocessing_records_are_checked(fields, error):
+    with pytest.raises(ValueError, match=error):
+        Preprocessing(**{"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), **fields})

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from helpers.plots import compare_explanations, overlay, overlay_heatmap, show_activations, show_predictions
+from helpers.plots import compare_explanations, overlay_heatmap, show_activations, show_predictions
 from support import IMAGES
 
 RNG = np.random.default_rng(0)
@@ -48,14 +48,3 @@ def test_compare_explanations_image_then_one_panel_per_method():
     heatmaps = {name: HEATMAP for name in ["Grad-CAM", "occlusion", "SmoothGrad", "IG"]}
     fig = _drawn(compare_explanations(IMAGE, heatmaps))
     assert [ax.get_title() for ax in fig.axes] == ["image", *heatmaps]
-
-
-def test_overlay_blends_into_uint8_and_checks_the_size():
-    image = np.full((20, 30, 3), 200, np.float32)
-    heatmap = np.zeros((20, 30), np.float32)
-    blended = overlay(image, heatmap, alpha=0.0)
-    assert blended.dtype == np.uint8 and blended.shape == (20, 30, 3)
-    np.testing.assert_array_equal(blended, 200)
-    assert not np.array_equal(overlay(image, heatmap + 1, alpha=0.5), overlay(image, heatmap, alpha=0.5))
-    with pytest.raises(ValueError, match="heatmap of shape \\(7, 7\\) does not fit an image of shape \\(20, 30, 3\\)"):
-        overlay(image, np.zeros((7, 7)))

@@ -33,9 +33,9 @@ def test_failed_rows_are_refused_with_advice():
 def test_edited_copies_rank_above_every_other_photo(lite0_headless):
     files = list_images(IMAGES)
     edits = ({"mirror": True}, {"keep": 0.8}, {"brightness": 1.3})
-    sources, photo = edited_copies(files, edits)
+    sources, photo_ids = edited_copies(files, edits)
     gallery = extract_features(lite0_headless, sources).vectors
-    photo_of = [files[p].name for p in photo]  # the photo each gallery row shows
+    photo_of = [files[p].name for p in photo_ids]  # the photo each gallery row shows
     for i, f in enumerate(files):
         scores = cosine_similarity(gallery[i], gallery)
         own_copies = [s for j, s in enumerate(scores) if j >= len(files) and photo_of[j] == f.name]
@@ -94,11 +94,11 @@ def edited_dev_photos():
 def test_registry_thresholds_on_edited_dev_photos(edited_dev_photos, name, least_recall):
     # Measured on these 250 photos: precision 1.0 (no different-photo pair at the threshold or above)
     # and recall 0.967, 0.984 and 0.909 (on all 500: 0.955, 0.975 and 0.889).
-    sources, photo = edited_dev_photos
+    sources, photo_ids = edited_dev_photos
     # On the engine (LiteRT, equal to Keras to about 1e-3), as the thresholds were calibrated: 3 times faster.
-    scores, same = pair_scores(extract_features(load_model(name, include_top=False), sources, backend="fastest"), photo)
+    scores, same = pair_scores(extract_features(load_model(name, include_top=False), sources, backend="fastest"), photo_ids)
     precision, recall = precision_recall(scores, same, model_spec(name).near_duplicate_threshold)
-    print(f"{name} near-duplicates on {photo.max() + 1} dev photos: precision {precision:.4f}, recall {recall:.4f}")
+    print(f"{name} near-duplicates on {photo_ids.max() + 1} dev photos: precision {precision:.4f}, recall {recall:.4f}")
     assert precision >= 0.999 and recall >= least_recall
 
 

@@ -8,9 +8,10 @@ import pytest
 from keras import layers
 from sklearn.linear_model import LogisticRegression
 
-from helpers import available_models, extract_features, load_model, model_spec
+from helpers import available_models, extract_features, model_spec
 from helpers.datasets import load_labeled_images
 from helpers.transfer import base_model, build_classifier, fine_tune, preprocessing_layer, train_head
+from support import architecture
 
 FASHION_TOPS = Path(__file__).parents[1] / "images" / "fashion_tops"
 # Chance is 1/3 for the three tops. Measured on the 120 test photos with Lite0 (notebook 06): logistic
@@ -36,7 +37,7 @@ def _reload(path):
 @pytest.mark.parametrize("name, layer", [("efficientnet_lite0", "Rescaling"), ("xception", "Rescaling"),
                                          ("densenet121", "Rescaling"), ("resnet50", "Dense")])
 def test_preprocessing_layer_equals_net_preprocess_and_reloads(name, layer, tmp_path):
-    net = load_model(name, include_top=False, weights=None)
+    net = architecture(name)
     images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, preprocessing_layer(net)(inputs))
@@ -193,7 +194,7 @@ def test_fine_tuning_lite0_trains_its_last_block_and_head_conv_only_and_reloads(
 
 @pytest.mark.parametrize("name", available_models())
 def test_fine_tune_defaults_to_the_registry_layer_for_every_model(name):
-    net = load_model(name, include_top=False, weights=None)  # the architecture only: offline
+    net = architecture(name)  # the architecture only: offline; build_classifier copies it
     model = build_classifier(net, num_classes=2)
     size = net.input_size[0]
     fine_tune(model, np.zeros((2, size, size, 3), np.float32), np.array([0, 1]), epochs=1, batch_size=2)

@@ -20,11 +20,11 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import numpy as np
 
-from ..images import ImageSource, list_images, load_image
+from ..images import Calibration, list_images, load_image
 from ..quiet import quiet_stderr
 
 PRECISIONS = ("float32", "int8")
@@ -74,7 +74,7 @@ def model_digest(model, digest: str | None = None) -> str:
     return hashlib.sha256(f"{architecture}{digest or weights_digest(model)}".encode()).hexdigest()[:16]
 
 
-def calibration_crops(photos: str | os.PathLike | Sequence[ImageSource], size: tuple[int, int]) -> np.ndarray:
+def calibration_crops(photos: Calibration, size: tuple[int, int]) -> np.ndarray:
     """What int8 conversion calibrates on: uint8 (n, h, w, 3), 0-255, the same for the same photos.
 
     For each distinct photo (a folder's, or those given): squares of the whole shorter

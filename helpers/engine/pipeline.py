@@ -11,7 +11,6 @@ import hashlib
 import logging
 import math
 import os
-import sys
 import threading
 import weakref
 from collections import deque
@@ -20,13 +19,12 @@ from itertools import islice
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
-from ..images import ImageSource, load_images
+from ..images import Calibration, ImageSource, list_images, load_images
+from ..models import Net, progress_bar
 from .litert import PRECISIONS, LiteRTModel, calibration_crops, litert_available, usable_cores, weights_digest
 
 BACKENDS = ("keras", "litert", "fastest")
-PROGRESS_FROM = 64  # a progress bar only for this many images or more, and only on a terminal
 log = logging.getLogger("helpers")
 _warned = False
 
@@ -49,7 +47,7 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
-def check_precision(precision: str, backend: str | None, calibration) -> None:
+def check_precision(precision: str, backend: str | None, calibration: Calibration | None) -> None:
     """Check a ``precision`` argument against the backend and calibration photos it needs."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -69,15 +67,15 @@ _converted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _converting = threading.Lock()
 
 
-def predictor(net, backend: str = "fastest", precision: str = "float32", threads: int | None = None,
-              calibration: str | Sequence[ImageSource] | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def predictor(net: Net, backend: str = "fastest", precision: str = "float32", threads: int | None = None,
+              calibration: Calibration | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A function from a batch of photos (n, h, w, 3), 0-255, uint8 or float, to the
     model's outputs, on the chosen backend; it preprocesses them itself.
 
     The function may be called from several threads: on LiteRT the calls run at once,
     each with ``threads`` inference threads (None: every core); on Keras they take turns.
-    The LiteRT model is made once per Keras model, weights, precision and calibration
-    photos in a session (and cached on disk across sessions); changing the model's
+    The LiteRT model is made once per Keras model, weights, preprocessing, precision and
+    calibration photos in a session (and cached on disk across sessions); changing the model's
     weights makes a new one. With ``backend="fastest"``, a model LiteRT cannot convert
     to float32 runs on Keras, with a log line. ``precision="int8"`` runs on LiteRT only,
     calibrated on ``calibration`` (a folder or photos; the first time for a model,
@@ -90,23 +88,22 @@ def predictor(net, backend: str = "fastest", precision: str = "float32", threads
     check_precision(precision, backend, calibration)
     chosen = resolve_backend(backend if precision == "float32" else "litert")
     if chosen == "litert":
-        photos = None  # float32: no calibration; int8: a folder or files by name, pictures by content
-        if precision == "int8":
-            photos = (str(calibration) if isinstance(calibration, (str, os.PathLike)) else
-                      tuple(str(p) if isinstance(p, (str, os.PathLike)) else
-                            hashlib.sha256(np.asarray(p).tobytes()).hexdigest() for p in calibration))
+        if precision == "int8" and not isinstance(calibration, (str, os.PathLike)):
+            calibration = list(calibration)  # read twice below: for the key, then for the crops
+        key = (precision, net.preprocess, None if precision == "float32" else calibration_key(calibration))
         with _converting:
             made = _converted.setdefault(net.model, {})
             # The weights only: hashing the architecture (to_json) costs as much again, per call.
             digest = weights_digest(net.model)
-            if made.get((precision, photos), (None,))[0] != digest:
+            if made.get(key, (None,))[0] != digest:
+                # Bad calibration photos raise here, unremembered: the caller may fix them and call again.
+                crops = None if precision == "float32" else calibration_crops(calibration, net.input_size)
                 try:
-                    crops = None if photos is None else calibration_crops(calibration, net.input_size)
                     fast = LiteRTModel(net.model, precision=precision, preprocess=net.preprocess, calibration=crops)
                 except (RuntimeError, ValueError, OSError) as e:
                     fast = type(e), str(e)
-                made[(precision, photos)] = digest, fast
-            fast = made[(precision, photos)][1]
+                made[key] = digest, fast
+            fast = made[key][1]
         if not isinstance(fast, tuple):
             return lambda batch: fast.on_photos(batch, threads)
         error, message = fast
@@ -124,19 +121,26 @@ def predictor(net, backend: str = "fastest", precision: str = "float32", threads
     return keras_predict
 
 
-def progress_bar(total: int) -> tqdm:
-    """A progress bar on stderr, shown only where a person waits at a terminal for many images
-    (never in a notebook's stored output, whose stderr is no terminal)."""
-    shown = total >= PROGRESS_FROM and sys.stderr is not None and sys.stderr.isatty()
-    return tqdm(total=total, disable=not shown, unit="img")
+def calibration_key(calibration: Calibration) -> tuple:
+    """What tells calibration photos apart within a session, cheaply: each file by its path, size
+    and modification time (a folder's files included), each picture in memory by its pixels."""
+    def stamp(path) -> tuple:  # a missing file: calibration_crops says so, by name
+        return (str(path), os.stat(path).st_size, os.stat(path).st_mtime_ns) if os.path.isfile(path) else (str(path),)
+
+    files = list_images(calibration) if isinstance(calibration, (str, os.PathLike)) else calibration
+    def content(picture) -> tuple:
+        array = np.asarray(picture)
+        return array.shape, str(array.dtype), hashlib.sha256(array.tobytes()).hexdigest()
+
+    return tuple(stamp(p) if isinstance(p, (str, os.PathLike)) else content(p) for p in files)
 
 
 # Each worker decodes a batch and then runs the model on it, so that while one worker
 # decodes, another runs the model. benchmarks/litert_design.py on 2 cores (Lite0 int8, dev-set
 # JPEGs): 312 images/s with two workers on single-threaded interpreters, 233 with one worker
 # whose interpreter has both cores but waits while it decodes.
-def stream_batches(net, sources: Sequence[ImageSource], batch_size: int = 32, backend: str = "fastest",
-                   precision: str = "float32", calibration: str | Sequence[ImageSource] | None = None,
+def stream_batches(net: Net, sources: Sequence[ImageSource], batch_size: int = 32, backend: str = "fastest",
+                   precision: str = "float32", calibration: Calibration | None = None,
                    workers: int | None = None) -> Iterator[tuple[list[str | None], np.ndarray | None]]:
     """Yield, per batch, ``(errors, outputs)``: one error (str or None) per source
     of the batch, and the model's outputs for the sources that loaded, in order.
