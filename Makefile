@@ -4,7 +4,8 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 # No TensorFlow settings for test, lab and outputs: the helpers package quiets TensorFlow itself,
 # so the make, conda and plain-pip routes of the README meet the same environment (test-portable
-# changes TensorFlow's numerics on purpose).
+# changes TensorFlow's numerics on purpose). Under pytest-xdist the root conftest.py gives each
+# worker its share of the cores, on every route alike.
 
 .PHONY: test test-portable lab outputs lock check-models
 

@@ -12,8 +12,9 @@ import pytest
 def pytest_configure(config):
     """Under pytest-xdist (make test), each worker process gets its share of the cores for
     TensorFlow, and so do the notebook kernels it starts: two workers each using every core
-    would spend part of their time taking turns. Runs before any TensorFlow import; a setting
-    of the caller's own wins."""
+    would spend part of their time taking turns. It works because no conftest or plugin imports
+    TensorFlow before this hook runs (helpers is imported by the tests themselves); a setting of
+    the caller's own wins."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -31,7 +32,7 @@ def doctest_setup(request, doctest_namespace, monkeypatch):
     if type(request.node).__name__ != "DoctestItem":
         yield
         return
-    if request.node.path.name == "scale.py":  # Ray, FAISS and pyarrow are the optional "scale" extra
+    if request.node.path.name == "scale.py":  # FAISS and pyarrow come with the optional "scale" extra
         for module in ("faiss", "pyarrow"):
             pytest.importorskip(module)
     import numpy as np

@@ -81,3 +81,14 @@ def test_cli_precision_option():
     assert run.returncode == 2 and "calibrated on float32 features" in run.stderr
     run = run_cli("duplicates", "images", "--precision", "int8", "--threshold", "0.95", "--json")
     assert run.returncode == 0 and len(json.loads(run.stdout)) == 1  # flower.jpg and its copy
+
+
+def test_cli_int8_without_calibration_photos_asks_for_them(monkeypatch, tmp_path):
+    from helpers import cli
+
+    monkeypatch.setattr(cli, "PROJECT_PHOTOS", tmp_path / "no-images")  # installed without the project's photos
+    run = run_cli("classify", str(IMAGES / "coffee.png"), "--precision", "int8")
+    assert run.returncode == 2 and "pass --calibration FOLDER" in run.stderr
+    run = run_cli("classify", str(IMAGES / "coffee.png"), "--top", "1", "--precision", "int8",
+                  "--calibration", str(IMAGES))
+    assert run.returncode == 0 and "espresso" in run.stdout

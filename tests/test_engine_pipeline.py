@@ -111,13 +111,6 @@ def test_a_progress_bar_on_a_terminal_from_progress_from_images_on(tiny_net, cap
     assert capsys.readouterr().err == ""
 
 
-def test_no_progress_bar_without_a_stderr(monkeypatch):
-    monkeypatch.setattr(sys, "stderr", None)  # pythonw, some services
-    with progress_bar(10 * PROGRESS_FROM) as bar:
-        assert bar.disable
-        bar.update(PROGRESS_FROM)
-
-
 def test_without_litert_keras_is_used_with_one_log_line(lite0, monkeypatch, caplog):
     monkeypatch.setattr(pipeline, "litert_available", lambda: False)
     monkeypatch.setattr(pipeline, "_warned", False)
@@ -182,6 +175,23 @@ def test_int8_calibrates_on_the_photos_passed_in(tiny_net, monkeypatch):
     predictor(net, "litert", "int8", calibration=[np.ascontiguousarray(p[::-1]) for p in others])(photos)
     assert len(calls) == 4
     assert len(list(litert.cache_dir().glob("tiny-*-int8-*.tflite"))) == 4
+
+
+def test_bad_calibration_photos_are_not_remembered_and_a_generator_is_read_once(tiny_net, tmp_path, monkeypatch):
+    net = tiny_net()
+    calls = []
+    convert = litert.convert
+    monkeypatch.setattr(litert, "convert", lambda m, *rest: calls.append(m) or convert(m, *rest))
+    photos = calibration_crops(IMAGES, net.input_size)[3::9]
+    files = [tmp_path / name for name in ("astronaut.png", "coffee.png", "chelsea.png")]
+    with pytest.raises(Exception, match="astronaut.png: no such file"):
+        predictor(net, "litert", "int8", calibration=files)
+    for path in files:  # the caller fixes the folder and calls again
+        shutil.copy(IMAGES / path.name, path)
+    from_list = predictor(net, "litert", "int8", calibration=files)(photos)
+    from_generator = predictor(net, "litert", "int8", calibration=(path for path in files))(photos)
+    np.testing.assert_array_equal(from_generator, from_list)
+    assert len(calls) == 1
 
 
 def test_a_calibration_folder_whose_photos_change_converts_again(tiny_net, tmp_path, monkeypatch):

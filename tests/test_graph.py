@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import Net, model_spec
+from helpers import Net
 from helpers.graph import ClassScores, all_layers, find_layer, gradcam_layer, is_nested, tap_model
 from support import tiny_spec
 
@@ -29,7 +29,6 @@ def test_gradcam_layer_is_the_registry_one_or_the_last_spatial_one(tiny_net):
     base, model = _nested(tiny_net)
     assert gradcam_layer(Net(model, tiny_spec(last_conv_layer="conv0_relu"))).name == "conv0_relu"
     assert gradcam_layer(Net(model, tiny_spec(last_conv_layer=None))).name == "conv1_relu"
-    assert model_spec("efficientnet_lite0").last_conv_layer == "head_conv_relu"
 
 
 def test_tap_model_reaches_inside_a_nested_base_with_the_same_weights(tiny_net):

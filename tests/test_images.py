@@ -123,5 +123,6 @@ def test_load_images_gives_one_batch_and_one_error_per_source(tmp_path):
     broken.write_text("not a photo")
     photos, errors = load_images([IMAGES / "coffee.png", broken, IMAGES / "chelsea.png"], size=(32, 48))
     assert photos.shape == (2, 32, 48, 3) and photos.dtype == np.uint8
+    np.testing.assert_array_equal(photos[1], load_image(IMAGES / "chelsea.png", size=(32, 48), dtype="uint8"))
     assert errors[0] is None and errors[2] is None and "broken.png" in errors[1]
     assert load_images([broken], size=32) == (None, [errors[1]])

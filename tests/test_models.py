@@ -1,8 +1,11 @@
+import sys
+
 import keras
 import numpy as np
 import pytest
 
 from helpers import DEFAULT_MODEL, Preprocessing, available_models, load_model, model_spec
+from helpers.models import PROGRESS_FROM, predict_batches, progress_bar
 from support import architecture
 
 
@@ -81,3 +84,27 @@ def test_misspelled_weights_are_an_error_not_random_weights():
 def test_preprocessing_records_are_checked(fields, error):
     with pytest.raises(ValueError, match=error):
         Preprocessing(**{"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), **fields})
+
+
+def test_preprocessing_records_hold_tuples_of_floats():
+    preprocessing = Preprocessing(mean=np.array([1, 2, 3]), std=[4, 5, 6])
+    assert preprocessing.mean == (1.0, 2.0, 3.0) and preprocessing.std == (4.0, 5.0, 6.0)
+    assert hash(preprocessing) == hash(Preprocessing(mean=(1, 2, 3), std=(4, 5, 6)))  # a key of the engine's cache
+
+
+def test_the_keras_path_shows_a_progress_bar_on_a_terminal_only(tiny_net, capsys, monkeypatch):
+    photos = [np.zeros((8, 8, 3), np.uint8)] * PROGRESS_FROM
+    list(predict_batches(tiny_net(), photos, batch_size=16))
+    assert capsys.readouterr().err == ""  # a notebook's stderr is no terminal
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    list(predict_batches(tiny_net(), photos, batch_size=16))
+    assert f"{PROGRESS_FROM}/{PROGRESS_FROM}" in capsys.readouterr().err
+    list(predict_batches(tiny_net(), photos[1:], batch_size=16))
+    assert capsys.readouterr().err == ""  # a few photos: done before a bar would say anything
+
+
+def test_no_progress_bar_without_a_stderr(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", None)  # pythonw, some services
+    with progress_bar(10 * PROGRESS_FROM) as bar:
+        assert bar.disable
+        bar.update(PROGRESS_FROM)

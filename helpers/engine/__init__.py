@@ -9,10 +9,10 @@ The command line and Ray batch jobs ask by default (``backend="fastest"``).
 
 from .litert import (PRECISIONS, SUB_BATCH, LiteRTModel, cache_dir, calibration_crops, convert, int8_matches,
                      litert_available, model_digest, usable_cores, weights_digest)
-from .pipeline import BACKENDS, calibration_key, check_precision, predictor, resolve_backend, stream_batches
+from .pipeline import BACKENDS, check_precision, predictor, resolve_backend, stream_batches
 
 __all__ = [
     "PRECISIONS", "SUB_BATCH", "LiteRTModel", "cache_dir", "calibration_crops", "convert", "int8_matches",
     "litert_available", "model_digest", "usable_cores", "weights_digest",
-    "BACKENDS", "calibration_key", "check_precision", "predictor", "resolve_backend", "stream_batches",
+    "BACKENDS", "check_precision", "predictor", "resolve_backend", "stream_batches",
 ]

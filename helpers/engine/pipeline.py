@@ -61,8 +61,8 @@ def check_precision(precision: str, backend: str | None, calibration: Calibratio
         raise RuntimeError("precision='int8' needs the ai-edge-litert package: pip install ai-edge-litert")
 
 
-# keras.Model -> {(precision, calibration photos): (weights digest, its LiteRTModel, or why LiteRT
-# cannot run it: (exception type, message), not the exception, whose traceback would keep the model alive)}
+# keras.Model -> {(precision, preprocessing, calibration_key): (weights digest, its LiteRTModel, or why
+# LiteRT cannot run it: (exception type, message), not the exception, whose traceback would keep the model alive)}
 _converted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _converting = threading.Lock()
 
@@ -124,15 +124,18 @@ def predictor(net: Net, backend: str = "fastest", precision: str = "float32", th
 def calibration_key(calibration: Calibration) -> tuple:
     """What tells calibration photos apart within a session, cheaply: each file by its path, size
     and modification time (a folder's files included), each picture in memory by its pixels."""
-    def stamp(path) -> tuple:  # a missing file: calibration_crops says so, by name
-        return (str(path), os.stat(path).st_size, os.stat(path).st_mtime_ns) if os.path.isfile(path) else (str(path),)
+    def stamp(source) -> tuple:
+        if not isinstance(source, (str, os.PathLike)):
+            array = np.asarray(source)
+            return array.shape, str(array.dtype), hashlib.sha256(array.tobytes()).hexdigest()
+        try:
+            status = os.stat(source)
+        except OSError:  # calibration_crops says what is wrong with it, by name
+            return (str(source),)
+        return str(source), status.st_size, status.st_mtime_ns
 
     files = list_images(calibration) if isinstance(calibration, (str, os.PathLike)) else calibration
-    def content(picture) -> tuple:
-        array = np.asarray(picture)
-        return array.shape, str(array.dtype), hashlib.sha256(array.tobytes()).hexdigest()
-
-    return tuple(stamp(p) if isinstance(p, (str, os.PathLike)) else content(p) for p in files)
+    return tuple(stamp(source) for source in files)
 
 
 # Each worker decodes a batch and then runs the model on it, so that while one worker
