@@ -21,7 +21,8 @@ from .images import ImageLoadError, ImageSource, edit, list_images, load_image, 
 from .labels import decode_predictions, imagenet_classes  # noqa: E402
 from .models import (DEFAULT_MODEL, MODELS, ModelSpec, Net, Preprocessing, available_models, load_model,  # noqa: E402
                      model_spec)
-from .plots import compare_explanations, overlay_heatmap, show_activations, show_predictions  # noqa: E402
+from .plots import (compare_explanations, heatmap_colorbar, overlay_heatmap, show_activations,  # noqa: E402
+                    show_predictions)
 from .similarity import SimilarityIndex, cosine_similarity, find_near_duplicates, rank_by_similarity  # noqa: E402
 from .transfer import base_model, build_classifier, fine_tune, preprocessing_layer, train_head  # noqa: E402
 # Ray and FAISS are an optional extra: helpers.scale imports them only when called.
@@ -37,7 +38,7 @@ __all__ = [
     "ImageLoadError", "ImageSource", "edit", "list_images", "load_image", "mosaic", "overlay",
     "decode_predictions", "imagenet_classes",
     "DEFAULT_MODEL", "MODELS", "ModelSpec", "Net", "Preprocessing", "available_models", "load_model", "model_spec",
-    "compare_explanations", "overlay_heatmap", "show_activations", "show_predictions",
+    "compare_explanations", "heatmap_colorbar", "overlay_heatmap", "show_activations", "show_predictions",
     "SimilarityIndex", "cosine_similarity", "find_near_duplicates", "rank_by_similarity",
     "base_model", "build_classifier", "fine_tune", "preprocessing_layer", "train_head",
     "FaissIndex", "FeatureExtractor", "build_index", "extract_features_ray", "load_index",

@@ -11,7 +11,9 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
+from matplotlib.cm import ScalarMappable
+from matplotlib.colorbar import Colorbar
+from matplotlib.figure import Figure, SubFigure
 
 from .images import ImageSource, load_image, overlay
 
@@ -40,26 +42,28 @@ def show_predictions(image: ImageSource, predictions: list[tuple[str, str, float
     return fig
 
 
-def show_activations(maps: np.ndarray | dict[str, np.ndarray], channels: int = 16, columns: int = 8) -> Figure:
+def show_activations(maps: np.ndarray | dict[str, np.ndarray], channels: int = 16, columns: int = 4) -> Figure:
     """The most active channels of one or more layers, one block of rows per layer.
 
     Channels are ranked by their mean activation; each panel is titled with
-    its channel number and scaled to its own range.
+    its channel number and scaled to its own range (the colorbar: that
+    channel's lowest value to its highest).
 
     Args:
         maps: float array (height, width, channels) for one layer, or the dict
             ``activations`` returns (layer name -> such an array).
         channels: how many channels to show per layer.
-        columns: panels per row.
+        columns: panels per row (4 keeps a row within a notebook's width,
+            so each panel shows about 200 px wide).
 
     >>> show_activations(activations(load_model(), "images/coffee.png", ["stem_conv_relu"]))
-    <Figure size 1000x280 with 16 Axes>
+    <Figure size 890x890 with 17 Axes>
     """
     layers = maps if isinstance(maps, dict) else {"": maps}
     channels = min(channels, max(np.shape(array)[-1] for array in layers.values()))
     columns = min(columns, channels)
     rows = math.ceil(channels / columns)
-    fig = _figure((1.25 * columns, (1.25 * rows + 0.3) * len(layers)))
+    fig = _figure((2.1 * columns + 0.5, (2.1 * rows + 0.5) * len(layers)))
     for subfig, (name, array) in zip(np.atleast_1d(fig.subfigures(len(layers), 1)), layers.items()):
         array = np.asarray(array)
         if array.ndim != 3:
@@ -69,14 +73,16 @@ def show_activations(maps: np.ndarray | dict[str, np.ndarray], channels: int = 1
         strongest = np.argsort(array.mean(axis=(0, 1)))[::-1][:channels]
         for ax, channel in zip(subfig.subplots(rows, columns, squeeze=False).flat, strongest):
             _show(ax, array[..., channel], cmap="viridis")
-            ax.set_title(f"ch {channel}", fontsize="small")
+            ax.set_title(f"ch {channel}")
         for ax in subfig.axes[len(strongest):]:
             ax.set_axis_off()
+        bar = heatmap_colorbar(subfig, subfig.axes, "each channel's\nlowest to highest", colormap="viridis")
+        bar.set_ticks([0, 1], labels=["low", "high"])
     return fig
 
 
 def overlay_heatmap(image: ImageSource, heatmap: np.ndarray, alpha: float = 0.4, title: str = "") -> Figure:
-    """The image with a heatmap blended on top, on one axes.
+    """The image with a heatmap blended on top, on one axes, with a colorbar.
 
     Args:
         image: a path, PIL image or array (h, w, 3) 0-255.
@@ -85,37 +91,63 @@ def overlay_heatmap(image: ImageSource, heatmap: np.ndarray, alpha: float = 0.4,
         title: shown above the picture.
 
     >>> overlay_heatmap("images/coffee.png", gradcam(load_model(), "images/coffee.png"), title="Grad-CAM")
-    <Figure size 500x500 with 1 Axes>
+    <Figure size 500x400 with 2 Axes>
     """
-    fig = _figure((5, 5))
+    fig = _figure((5, 4))
     ax = fig.subplots()
     _show(ax, overlay(image, heatmap, alpha))
     ax.set_title(title)
+    heatmap_colorbar(fig, ax)
     return fig
 
 
-def compare_explanations(image: ImageSource, heatmaps: dict[str, np.ndarray], alpha: float = 0.5) -> Figure:
-    """One row: the image, then each heatmap blended over it, titled by method.
+def compare_explanations(image: ImageSource, heatmaps: dict[str, np.ndarray], alpha: float = 0.5,
+                         columns: int = 3) -> Figure:
+    """The image, then each heatmap blended over it, titled by method, and a colorbar.
 
     Args:
         image: a path, PIL image or array (h, w, 3) 0-255.
         heatmaps: method name -> float array (h, w) in 0-1, e.g.
             ``{"Grad-CAM": gradcam(net, image), "occlusion": occlusion(net, image)}``.
         alpha: weight of the heatmap colours.
+        columns: panels per row (3 keeps a row within a notebook's width).
 
     >>> net, image = load_model(), "images/coffee.png"
     >>> compare_explanations(image, {"Grad-CAM": gradcam(net, image), "random": random_heatmap((400, 600))})
-    <Figure size 900x300 with 3 Axes>
+    <Figure size 1000x240 with 4 Axes>
     """
     pixels = load_image(image)
-    fig = _figure((3 * (len(heatmaps) + 1), 3))
-    axes = np.atleast_1d(fig.subplots(1, len(heatmaps) + 1))
+    columns = min(columns, len(heatmaps) + 1)
+    rows = math.ceil((len(heatmaps) + 1) / columns)
+    height = 3 * pixels.shape[0] / pixels.shape[1] + 0.4  # a row as tall as the photos in it, plus titles
+    fig = _figure((3 * columns + 1, height * rows))
+    axes = fig.subplots(rows, columns, squeeze=False).flat
     _show(axes[0], pixels / 255.0)
     axes[0].set_title("image")
     for ax, (method, heatmap) in zip(axes[1:], heatmaps.items()):
         _show(ax, overlay(pixels, heatmap, alpha))
         ax.set_title(method)
+    for ax in axes[len(heatmaps) + 1:]:
+        fig.delaxes(ax)
+    heatmap_colorbar(fig, fig.axes[1:])
     return fig
+
+
+def heatmap_colorbar(fig: Figure | SubFigure, axes, label: str = "importance", colormap: str = "jet") -> Colorbar:
+    """A colorbar from 0 to 1 beside ``axes``, for heatmaps drawn with ``overlay`` or ``imshow``.
+
+    Args:
+        fig: the figure (or subfigure) that holds the axes.
+        axes: one matplotlib Axes or a list of them, to place the bar beside.
+        label: what the colour means.
+        colormap: the colormap the heatmaps were drawn with (``overlay``'s default is ``"jet"``).
+
+    >>> fig, ax = plt.subplots()
+    >>> heatmap_colorbar(fig, ax).ax.get_ylabel()
+    'importance'
+    """
+    mappable = ScalarMappable(norm=plt.Normalize(0, 1), cmap=colormap)
+    return fig.colorbar(mappable, ax=axes, label=label, shrink=0.9)
 
 
 def _figure(size: tuple[float, float]) -> Figure:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from helpers.plots import compare_explanations, overlay_heatmap, show_activations, show_predictions
+from helpers.plots import compare_explanations, heatmap_colorbar, overlay_heatmap, show_activations, show_predictions
 from support import IMAGES
 
 RNG = np.random.default_rng(0)
@@ -27,12 +27,25 @@ def test_show_predictions_image_and_bars():
     assert [t.get_text() for t in bars.get_yticklabels()] == ["coffee_mug", "cup", "espresso"]
 
 
+def _panels(fig):
+    return [ax for ax in fig.axes if ax.get_title()]
+
+
 def test_show_activations_one_layer_or_one_block_per_layer():
-    assert len(_drawn(show_activations(RNG.uniform(0, 6, (14, 14, 40)))).axes) == 16
+    fig = _drawn(show_activations(RNG.uniform(0, 6, (14, 14, 40))))
+    assert len(_panels(fig)) == 16 and len(fig.axes) == 17  # and one colorbar
     maps = {"stem": RNG.uniform(0, 6, (28, 28, 8)), "head": RNG.uniform(0, 6, (7, 7, 64))}
-    assert len(_drawn(show_activations(maps, channels=4)).axes) == 8
+    fig = _drawn(show_activations(maps, channels=4))
+    assert len(_panels(fig)) == 8 and len(fig.axes) == 10  # a colorbar per layer
     # Fewer channels than asked: one panel each.
-    assert len(_drawn(show_activations(RNG.uniform(0, 6, (7, 7, 5)))).axes) == 5
+    assert len(_panels(_drawn(show_activations(RNG.uniform(0, 6, (7, 7, 5)))))) == 5
+
+
+def test_show_activations_panels_readable():
+    # About 200 px or more per panel at matplotlib's default 100 dpi.
+    fig = _drawn(show_activations(RNG.uniform(0, 6, (14, 14, 40))))
+    width, height = _panels(fig)[0].get_window_extent().size
+    assert min(width, height) >= 150, (width, height)
 
 
 def test_show_activations_names_a_wrong_shape():
@@ -40,11 +53,21 @@ def test_show_activations_names_a_wrong_shape():
         show_activations({"head": np.zeros((1, 7, 7, 5))})
 
 
-def test_overlay_heatmap_one_axes():
-    assert len(_drawn(overlay_heatmap(IMAGE, HEATMAP, title="Grad-CAM")).axes) == 1
+def test_overlay_heatmap_one_axes_and_a_colorbar():
+    picture, bar = _drawn(overlay_heatmap(IMAGE, HEATMAP, title="Grad-CAM")).axes
+    assert picture.get_title() == "Grad-CAM" and bar.get_ylabel() == "importance"
 
 
 def test_compare_explanations_image_then_one_panel_per_method():
     heatmaps = {name: HEATMAP for name in ["Grad-CAM", "occlusion", "SmoothGrad", "IG"]}
     fig = _drawn(compare_explanations(IMAGE, heatmaps))
-    assert [ax.get_title() for ax in fig.axes] == ["image", *heatmaps]
+    assert [ax.get_title() for ax in fig.axes] == ["image", *heatmaps, ""]
+    assert fig.axes[-1].get_ylabel() == "importance"
+
+
+def test_heatmap_colorbar_spans_zero_to_one_in_the_colormap():
+    fig, ax = plt.subplots()
+    plt.close(fig)
+    bar = heatmap_colorbar(fig, ax, "share of the score", colormap="viridis")
+    assert bar.mappable.norm.vmin == 0 and bar.mappable.norm.vmax == 1
+    assert bar.mappable.cmap.name == "viridis" and bar.ax.get_ylabel() == "share of the score"
