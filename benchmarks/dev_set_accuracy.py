@@ -4,7 +4,7 @@
 
 The dev set (../shared/data/imagenet-sample-dev, 500 photos named <wnid>_<label>.JPEG)
 is development data, not shipped: the wnid in each file name is the true class.
-Prints one line per model; the README's accuracy table comes from here. The models run on
+Prints one line per model; benchmarks/README.md's accuracy table comes from here. The models run on
 LiteRT in float32 when it is installed (``backend="fastest"``: the Keras model's outputs to
 1e-3, about twice as fast), else on Keras.
 """

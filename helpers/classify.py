@@ -36,7 +36,7 @@ def classify(net: Net, sources: Sequence[ImageSource], top: int = 5, batch_size:
         backend: None runs the Keras model; "litert" or "fastest" (LiteRT when installed)
             run the fast engine, about twice as fast on a CPU (``helpers.engine``).
         precision: "float32", or "int8" on LiteRT: faster again, for a point of top-1 at
-            most (README, "Measured"); converted once, in a minute or two.
+            most (benchmarks/README.md); converted once, in a minute or two.
         calibration: for "int8", a folder (or list) of photos like yours to calibrate on.
 
     >>> results = classify(load_model(), ["images/coffee.png", "images/missing.png"])

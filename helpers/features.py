@@ -107,7 +107,7 @@ def extract_features(net: Net, sources: Sequence[ImageSource], pooling: str | No
         backend: None runs the Keras model; "litert" or "fastest" (LiteRT when installed)
             run the fast engine, about twice as fast on a CPU (``helpers.engine``).
         precision: "float32", or "int8" on LiteRT: faster again; its vectors have a cosine
-            of about 0.994 with float32 ones (README, "Measured").
+            of about 0.994 with float32 ones (benchmarks/README.md).
         calibration: for "int8", a folder (or list) of photos like yours to calibrate on.
 
     Returns:

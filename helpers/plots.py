@@ -8,9 +8,11 @@ it to a file, and no window opens.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure, SubFigure
@@ -57,19 +59,19 @@ def show_activations(maps: np.ndarray | dict[str, np.ndarray], channels: int = 1
             so each panel shows about 200 px wide).
 
     >>> show_activations(activations(load_model(), "images/coffee.png", ["stem_conv_relu"]))
-    <Figure size 890x890 with 17 Axes>
+    <Figure size 1010x1010 with 17 Axes>
     """
     layers = maps if isinstance(maps, dict) else {"": maps}
     channels = min(channels, max(np.shape(array)[-1] for array in layers.values()))
     columns = min(columns, channels)
     rows = math.ceil(channels / columns)
-    fig = _figure((2.1 * columns + 0.5, (2.1 * rows + 0.5) * len(layers)))
+    fig = _figure((2.4 * columns + 0.5, (2.4 * rows + 0.5) * len(layers)))
     for subfig, (name, array) in zip(np.atleast_1d(fig.subfigures(len(layers), 1)), layers.items()):
         array = np.asarray(array)
         if array.ndim != 3:
             raise ValueError(f"activation maps must be (height, width, channels), got {array.shape} "
                              f"for {name or 'maps'}: pass one image's maps, e.g. activations(...)[layer]")
-        subfig.suptitle(name, fontsize="medium")
+        subfig.suptitle(name, fontsize="large")
         strongest = np.argsort(array.mean(axis=(0, 1)))[::-1][:channels]
         for ax, channel in zip(subfig.subplots(rows, columns, squeeze=False).flat, strongest):
             _show(ax, array[..., channel], cmap="viridis")
@@ -110,17 +112,20 @@ def compare_explanations(image: ImageSource, heatmaps: dict[str, np.ndarray], al
         heatmaps: method name -> float array (h, w) in 0-1, e.g.
             ``{"Grad-CAM": gradcam(net, image), "occlusion": occlusion(net, image)}``.
         alpha: weight of the heatmap colours.
-        columns: panels per row (3 keeps a row within a notebook's width).
+        columns: panels per row (3 keeps a row about the width of a notebook).
 
     >>> net, image = load_model(), "images/coffee.png"
     >>> compare_explanations(image, {"Grad-CAM": gradcam(net, image), "random": random_heatmap((400, 600))})
-    <Figure size 1000x240 with 4 Axes>
+    <Figure size 1040x253.333 with 4 Axes>
     """
+    if not heatmaps:
+        raise ValueError("compare_explanations needs at least one heatmap, e.g. {'Grad-CAM': gradcam(net, image)}")
     pixels = load_image(image)
     columns = min(columns, len(heatmaps) + 1)
     rows = math.ceil((len(heatmaps) + 1) / columns)
-    height = 3 * pixels.shape[0] / pixels.shape[1] + 0.4  # a row as tall as the photos in it, plus titles
-    fig = _figure((3 * columns + 1, height * rows))
+    # Panels 3.2 inches (about 300 px) wide; a row as tall as its photos, plus titles.
+    height = 3.2 * pixels.shape[0] / pixels.shape[1] + 0.4
+    fig = _figure((3.2 * columns + 0.8, height * rows))
     axes = fig.subplots(rows, columns, squeeze=False).flat
     _show(axes[0], pixels / 255.0)
     axes[0].set_title("image")
@@ -133,7 +138,8 @@ def compare_explanations(image: ImageSource, heatmaps: dict[str, np.ndarray], al
     return fig
 
 
-def heatmap_colorbar(fig: Figure | SubFigure, axes, label: str = "importance", colormap: str = "jet") -> Colorbar:
+def heatmap_colorbar(fig: Figure | SubFigure, axes: Axes | Iterable[Axes], label: str = "importance",
+                     colormap: str = "jet") -> Colorbar:
     """A colorbar from 0 to 1 beside ``axes``, for heatmaps drawn with ``overlay`` or ``imshow``.
 
     Args:
@@ -142,8 +148,9 @@ def heatmap_colorbar(fig: Figure | SubFigure, axes, label: str = "importance", c
         label: what the colour means.
         colormap: the colormap the heatmaps were drawn with (``overlay``'s default is ``"jet"``).
 
-    >>> fig, ax = plt.subplots()
-    >>> heatmap_colorbar(fig, ax).ax.get_ylabel()
+    >>> from matplotlib.figure import Figure
+    >>> fig = Figure()
+    >>> heatmap_colorbar(fig, fig.subplots()).ax.get_ylabel()
     'importance'
     """
     mappable = ScalarMappable(norm=plt.Normalize(0, 1), cmap=colormap)

@@ -2,8 +2,9 @@
 
 Ray Data spreads ``extract_features`` over the cores of this machine or the machines
 of a cluster and writes (path, vector, error) rows to Parquet; FAISS searches the
-vectors exactly, or approximately in about a millisecond at a million vectors. Both
-are an optional extra, ``pip install -e ".[scale]"``: importing this module imports
+vectors exactly, or approximately by reading a few of many lists (at a million vectors
+about a hundredth of the exact index's CPU time a query: ``benchmarks/scale_out.py``).
+Both are an optional extra, ``pip install -e ".[scale]"``: importing this module imports
 neither.
 """
 
@@ -51,16 +52,21 @@ def _require(module: str, package: str):
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Start Ray quietly: a local cluster inside this process, or join a running one.
 
-    Does nothing when Ray is already running. Progress bars, Ray Data's log lines
-    and the workers' output stay out of terminals and notebooks; Ray's log files
+    When Ray already runs as asked, nothing happens; otherwise Ray is shut down and
+    started again, so a notebook cell re-run with other settings gets them: a local
+    cluster asked for another number of cores restarts with it (the old one could
+    lack the cores a worker asks for, and the work wait for them forever), and an
+    address is joined afresh. Progress bars, Ray Data's log lines and the workers'
+    output stay out of terminals and notebooks; Ray's log files
     (``/tmp/ray/session_latest/logs``) still hold everything.
 
     Args:
-        address: None starts a cluster on this machine that ends with the process;
+        address: None keeps the Ray that runs (if ``num_cpus`` matches it), else starts a
+            cluster on this machine that ends with the process;
             ``"auto"`` joins the one ``ray start --head`` started here;
             ``"ray://HOST:10001"`` a remote cluster's head node.
-        num_cpus: cores the local cluster may use (None: all); ignored with ``address``,
-            whose cluster has its own.
+        num_cpus: cores the local cluster may use (None: all, or whatever the running
+            Ray has); ignored with ``address``, whose cluster has its own.
 
     In use (notebook 07 runs these lines; Ray takes half a minute to start, too long for a
     docstring test)::
@@ -83,6 +89,8 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         logging.disable(disabled)
     # An offline, embedded cluster has nothing to report to anyone.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized() and not _runs_as_asked(ray, address, num_cpus):
+        ray.shutdown()
     if not ray.is_initialized():
         ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR)
@@ -91,6 +99,11 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     context.print_on_execution_start = False
     context.enable_auto_log_stats = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+def _runs_as_asked(ray, address: str | None, num_cpus: int | None) -> bool:
+    """Whether the running Ray is what ``start_ray`` was asked for (an address: never, to join it afresh)."""
+    return address is None and (num_cpus is None or ray.cluster_resources().get("CPU") == num_cpus)
 
 
 class FeatureExtractor:

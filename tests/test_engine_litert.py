@@ -94,9 +94,10 @@ def dev_photos(lite0):
 @needs_dev
 def test_litert_matches_keras_on_the_dev_set(lite0, lite0_headless, dev_photos):
     fast = converted(lite0)
-    n, same_top1, largest = len(dev_photos), 0, 0.0
+    photos = dev_photos[::2]  # 250 photos of 250 classes: Keras' half of the work is most of this test's time
+    n, same_top1, largest = len(photos), 0, 0.0
     for start in range(0, n, 50):
-        x = dev_photos[start:start + 50]
+        x = photos[start:start + 50]
         a, b = fast.on_photos(x), lite0.model.predict_on_batch(lite0.preprocess(x))
         same_top1 += int((a.argmax(1) == b.argmax(1)).sum())
         largest = max(largest, float(np.abs(a - b).max()))

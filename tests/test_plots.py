@@ -41,11 +41,16 @@ def test_show_activations_one_layer_or_one_block_per_layer():
     assert len(_panels(_drawn(show_activations(RNG.uniform(0, 6, (7, 7, 5)))))) == 5
 
 
-def test_show_activations_panels_readable():
-    # About 200 px or more per panel at matplotlib's default 100 dpi.
-    fig = _drawn(show_activations(RNG.uniform(0, 6, (14, 14, 40))))
-    width, height = _panels(fig)[0].get_window_extent().size
-    assert min(width, height) >= 150, (width, height)
+@pytest.mark.parametrize("draw", [lambda: show_activations(RNG.uniform(0, 6, (14, 14, 40))),
+                                  lambda: compare_explanations(IMAGE, {name: HEATMAP for name in "abcd"}),
+                                  lambda: overlay_heatmap(IMAGE, HEATMAP)])
+def test_panels_readable_in_a_notebook(draw):
+    # At matplotlib's default 100 dpi: panels about 200 px or more on their shorter side, and a figure
+    # about as wide as a notebook's output area (wider ones are shrunk to fit).
+    fig = _drawn(draw())
+    width, height = fig.axes[0].get_window_extent().size  # the first panel
+    assert min(width, height) >= 190, (width, height)
+    assert fig.get_figwidth() * fig.dpi <= 1050
 
 
 def test_show_activations_names_a_wrong_shape():
@@ -63,6 +68,8 @@ def test_compare_explanations_image_then_one_panel_per_method():
     fig = _drawn(compare_explanations(IMAGE, heatmaps))
     assert [ax.get_title() for ax in fig.axes] == ["image", *heatmaps, ""]
     assert fig.axes[-1].get_ylabel() == "importance"
+    with pytest.raises(ValueError, match="at least one heatmap"):
+        compare_explanations(IMAGE, {})
 
 
 def test_heatmap_colorbar_spans_zero_to_one_in_the_colormap():

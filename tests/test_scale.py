@@ -2,6 +2,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -39,6 +40,32 @@ def test_a_missing_extra_names_the_install_command(monkeypatch):
         build_index(np.ones((3, 4)), list("abc"))
     with pytest.raises(ImportError, match=r'ray\[data\].*pip install -e "\.\[scale\]"'):
         start_ray()
+
+
+def test_start_ray_starts_again_only_when_asked_for_other_cores_or_a_cluster(monkeypatch):
+    from helpers.scale import start_ray
+
+    started, running = [], {}  # what Ray would do, without the half minute a real start takes
+
+    def init(address=None, num_cpus=None, **quiet):
+        started.append((address, num_cpus))
+        running["CPU"] = float(num_cpus or 8)
+
+    fake = types.SimpleNamespace(init=init, shutdown=running.clear, is_initialized=lambda: bool(running),
+                                 cluster_resources=lambda: dict(running),
+                                 data=types.SimpleNamespace(DataContext=types.SimpleNamespace(
+                                     get_current=types.SimpleNamespace)))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setitem(sys.modules, "ray.data", fake.data)
+    start_ray(num_cpus=2)
+    start_ray(num_cpus=2)  # a re-run cell: the same cluster
+    start_ray()  # extract_features_ray's call: whatever runs
+    start_ray(num_cpus=4)  # other settings: a new cluster with them
+    start_ray("ray://head:10001")
+    start_ray("ray://head:10001")  # an address: joined afresh
+    start_ray()  # extract_features_ray after joining: the joined cluster
+    start_ray(num_cpus=2)  # a local cluster again (the fake cluster has 8 cores)
+    assert started == [(None, 2), (None, 4), ("ray://head:10001", None), ("ray://head:10001", None), (None, 2)]
 
 
 @needs_faiss

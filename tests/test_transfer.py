@@ -174,13 +174,18 @@ def test_training_the_head_leaves_the_base_and_its_batchnorm_statistics_unchange
 
 def test_saved_model_reloads_without_custom_objects_and_predicts_the_same(tops, trained):
     reloaded = _reload(trained.path)
-    np.testing.assert_array_equal(reloaded.predict(tops.test.images, verbose=0), trained.probabilities)
+    batch = slice(0, 16)  # one batch: the same weights give the same numbers on any photos
+    np.testing.assert_array_equal(reloaded.predict(tops.test.images[batch], verbose=0),
+                                  trained.probabilities[batch])
 
 
 def test_fine_tuning_lite0_trains_its_last_block_and_head_conv_only_and_reloads(tops, trained, tmp_path):
     model = keras.saving.load_model(trained.path)  # a copy, so the other tests keep the head-only model
     before = _weights(model)
-    fine_tune(model, tops.train.images, tops.train.labels, validation_data=(tops.val.images, tops.val.labels))
+    # Two epochs on a third of the photos (every class): enough to move every unfrozen weight; early
+    # stopping is train_head's test above.
+    fine_tune(model, tops.train.images[::3], tops.train.labels[::3],
+              validation_data=(tops.val.images, tops.val.labels), epochs=2)
     tuned = {"block15_expand/kernel", "block15_dwconv/kernel", "block15_project/kernel", "head_conv/kernel",
              "classes/kernel", "classes/bias"}
     assert {w.path for w in model.trainable_weights} == tuned
@@ -189,7 +194,7 @@ def test_fine_tuning_lite0_trains_its_last_block_and_head_conv_only_and_reloads(
     assert (probabilities.argmax(axis=1) == tops.test.labels).mean() >= ACCURACY_BAR
     _save(model, tmp_path / "tuned.keras")
     reloaded = _reload(tmp_path / "tuned.keras")
-    np.testing.assert_array_equal(reloaded.predict(tops.test.images, verbose=0), probabilities)
+    np.testing.assert_array_equal(reloaded.predict(tops.test.images[:16], verbose=0), probabilities[:16])
 
 
 @pytest.mark.parametrize("name", available_models())
