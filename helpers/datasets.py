@@ -36,24 +36,23 @@ class LabeledImages:
     sources: list[Path]
 
 
-def load_labeled_images(folder, size: int | tuple[int, int]) -> LabeledImages:
-    """Load every photo of ``folder/<class>/`` at ``size``, labelled by its subfolder.
+def list_labeled_images(folder) -> tuple[list[Path], np.ndarray, list[str]]:
+    """The photos of ``folder/<class>/`` with their labels, without loading them.
 
-    Photos are loaded as ``load_image(path, size)`` loads them (and so as
-    ``extract_features`` does), classes sorted by name, files by name.
+    Classes are sorted by name, files by name, as ``load_labeled_images`` loads them;
+    pass the paths to ``extract_features`` or ``classify``.
 
-    Args:
-        folder: a folder with one subfolder of photos per class.
-        size: as for ``load_image``: ``net.input_size`` for a model.
+    Returns:
+        ``(sources, labels, class_names)``: the N paths, int (N,) indices into
+        ``class_names``, and the subfolder names, sorted.
 
     Raises:
         FileNotFoundError: no such folder, no class subfolders, or a class
             subfolder without photos.
-        ImageLoadError: a photo cannot be read (the message names it).
 
-    >>> train = load_labeled_images("images/fashion_tops/train", size=(224, 224))
-    >>> train.images.shape, train.class_names
-    ((120, 224, 224, 3), ['pullover', 'shirt', 't-shirt'])
+    >>> sources, labels, class_names = list_labeled_images("images/fashion_tops/val")
+    >>> len(sources), labels[:3].tolist(), class_names
+    (60, [0, 0, 0], ['pullover', 'shirt', 't-shirt'])
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -69,5 +68,29 @@ def load_labeled_images(folder, size: int | tuple[int, int]) -> LabeledImages:
         files = list_images(folder / name)
         sources += files
         labels += [label] * len(files)
+    return sources, np.array(labels), class_names
+
+
+def load_labeled_images(folder, size: int | tuple[int, int]) -> LabeledImages:
+    """Load every photo of ``folder/<class>/`` at ``size``, labelled by its subfolder.
+
+    Photos are loaded as ``load_image(path, size)`` loads them (and so as
+    ``extract_features`` does), classes sorted by name, files by name
+    (``list_labeled_images``).
+
+    Args:
+        folder: a folder with one subfolder of photos per class.
+        size: as for ``load_image``: ``net.input_size`` for a model.
+
+    Raises:
+        FileNotFoundError: no such folder, no class subfolders, or a class
+            subfolder without photos.
+        ImageLoadError: a photo cannot be read (the message names it).
+
+    >>> train = load_labeled_images("images/fashion_tops/train", size=(224, 224))
+    >>> train.images.shape, train.class_names
+    ((120, 224, 224, 3), ['pullover', 'shirt', 't-shirt'])
+    """
+    sources, labels, class_names = list_labeled_images(folder)
     images = np.stack([load_image(path, size=size) for path in sources])
-    return LabeledImages(images, np.array(labels), class_names, sources)
+    return LabeledImages(images, labels, class_names, sources)

@@ -18,6 +18,7 @@ from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure, SubFigure
 
 from .images import ImageSource, load_image, overlay
+from .trust import check_probabilities
 
 
 def show_predictions(image: ImageSource, predictions: list[tuple[str, str, float]]) -> Figure:
@@ -135,6 +136,45 @@ def compare_explanations(image: ImageSource, heatmaps: dict[str, np.ndarray], al
     for ax in axes[len(heatmaps) + 1:]:
         fig.delaxes(ax)
     heatmap_colorbar(fig, fig.axes[1:])
+    return fig
+
+
+def show_reliability(probabilities: dict[str, np.ndarray], labels, bins: int = 15) -> Figure:
+    """A reliability diagram per set of probabilities, and how many photos each confidence holds.
+
+    Left: accuracy against mean confidence per bin (scikit-learn's ``CalibrationDisplay``
+    with "right or wrong" as the outcome and the top probability as its probability),
+    with the diagonal a calibrated model follows. Right: the photos per bin of confidence, a
+    histogram. One legend, under both.
+
+    Args:
+        probabilities: name -> (N, classes), rows summing to 1, for the same N photos,
+            e.g. ``{"before": probabilities, "after": apply_temperature(probabilities, t)}``.
+        labels: int (N,), the true classes.
+        bins: equal-width bins of confidence between 0 and 1.
+
+    >>> show_reliability({"toy": np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]])}, np.array([0, 0, 1]), bins=5)
+    <Figure size 900x450 with 2 Axes>
+    """
+    from sklearn.calibration import CalibrationDisplay
+
+    if not probabilities:
+        raise ValueError("show_reliability needs at least one set, e.g. {'before': probabilities}")
+    fig = _figure((9, 4.5))
+    curve, counts = fig.subplots(1, 2)
+    edges = np.linspace(0, 1, bins + 1)
+    for name, p in probabilities.items():
+        p, y = check_probabilities(p, labels)
+        confidence = p.max(axis=1)
+        CalibrationDisplay.from_predictions(p.argmax(axis=1) == y, confidence, n_bins=bins, name=name, ax=curve,
+                                            ref_line=curve.get_legend() is None)
+        counts.hist(confidence, bins=edges, histtype="step", linewidth=2, label=name)
+    curve.set(xlabel="confidence (top probability), mean per bin", ylabel="accuracy in the bin",
+              xlim=(0, 1), ylim=(0, 1), aspect="equal")
+    counts.set(xlabel="confidence (top probability)", ylabel="photos", xlim=(0, 1))
+    # One legend under both panels, where it hides no point of either.
+    curve.get_legend().remove()
+    fig.legend(*curve.get_legend_handles_labels(), loc="outside lower center", ncols=len(probabilities) + 1)
     return fig
 
 

@@ -68,7 +68,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         num_cpus: cores the local cluster may use (None: all, or whatever the running
             Ray has); ignored with ``address``, whose cluster has its own.
 
-    In use (notebook 07 runs these lines; Ray takes half a minute to start, too long for a
+    In use (notebook 08 runs these lines; Ray takes half a minute to start, too long for a
     docstring test)::
 
         start_ray(num_cpus=2)
@@ -176,7 +176,7 @@ def extract_features_ray(paths, model_name: str = DEFAULT_MODEL, pooling: str = 
     Returns:
         A ``ray.data.Dataset``; its rows in no fixed order.
 
-    In use (notebook 07 runs these lines; Ray takes half a minute to start, too long for a
+    In use (notebook 08 runs these lines; Ray takes half a minute to start, too long for a
     docstring test)::
 
         start_ray(num_cpus=2)
@@ -207,7 +207,7 @@ def write_parquet(dataset, folder) -> None:
     to (``s3://bucket/features``). Ray's C++ notices stay out of the output while it
     runs; a failure still raises, with the worker's traceback.
 
-    In use (notebook 07 runs these lines; Ray takes half a minute to start, too long for a
+    In use (notebook 08 runs these lines; Ray takes half a minute to start, too long for a
     docstring test)::
 
         start_ray(num_cpus=2)
@@ -230,7 +230,7 @@ def read_parquet(folder, model_name: str | None = None) -> Features:
     Returns:
         ``Features`` with float32 vectors (N, D), NaN rows where ``errors`` says why.
 
-    In use (notebook 07 runs these lines; Ray takes half a minute to start, too long for a
+    In use (notebook 08 runs these lines; Ray takes half a minute to start, too long for a
     docstring test)::
 
         start_ray(num_cpus=2)

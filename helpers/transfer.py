@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
 from .models import MODELS, Net
@@ -134,7 +135,10 @@ def _fit_on_cached(below: keras.Model, above: keras.Model, images, labels, valid
     inputs = _outputs(below, images, batch_size)
     callbacks, validation = [], None
     if validation_data is not None:
-        validation = (_outputs(below, validation_data[0], batch_size), validation_data[1])
+        # A Dataset made once: given arrays, Keras builds a new pipeline for them in every epoch, which
+        # costs more than evaluating a small head. The same batches, so the same losses.
+        outputs = keras.tree.lists_to_tuples(_outputs(below, validation_data[0], batch_size))  # tuple: one per input
+        validation = tf.data.Dataset.from_tensor_slices((outputs, np.asarray(validation_data[1]))).batch(batch_size)
         callbacks = [keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True)]
     above.compile(optimizer=optimizer, loss=LOSS, metrics=["accuracy"])
     return above.fit(inputs, labels, epochs=epochs, batch_size=batch_size, validation_data=validation,

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import classify, list_images
+from helpers import classify, list_images, model_spec
 from support import DEV, IMAGES, needs_dev
 
 
@@ -41,6 +41,15 @@ def test_dev_set_accuracy_from_files(dev_set, precision):
     top1, top5 = _accuracy(results[precision], truth, 1), _accuracy(results[precision], truth, 5)
     print(f"dev set, {precision}: top-1 {top1:.3f}, top-5 {top5:.3f} on {len(truth)} photos")
     assert top1 >= 0.85 and top5 >= 0.95
+
+
+@needs_dev
+def test_the_registry_confidence_threshold_accepts_95_percent_of_the_dev_set(dev_set):
+    # benchmarks/calibration.py chose it on Keras' probabilities; LiteRT's float32 are the same to 1e-3.
+    _, results = dev_set
+    threshold = model_spec("efficientnet_lite0").confidence_threshold
+    accepted = sum(r.predictions[0][2] >= threshold for r in results["float32"]) / len(results["float32"])
+    assert 0.94 <= accepted <= 0.96
 
 
 @needs_dev

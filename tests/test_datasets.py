@@ -18,14 +18,24 @@ def _indices(folder):
 
 
 def test_fashion_tops_has_its_splits_and_no_photo_in_two_of_them():
-    counts = {"train": 40, "val": 20, "test": 40}
+    counts = {"train": 40, "val": 20, "test": 40, "val_large": 100, "test_large": 100}
     for split, count in counts.items():
         assert sorted(p.name for p in (FASHION_TOPS / split).iterdir()) == CLASSES
         for name in CLASSES:
             assert len(list_images(FASHION_TOPS / split / name)) == count
     photos = [_indices(FASHION_TOPS / split / name) for split in counts for name in CLASSES]
-    assert len(set().union(*photos)) == sum(len(p) for p in photos) == 300
-    assert all(prefix == "t10k" for prefix, _ in set().union(*photos[-3:]))  # test photos: Fashion-MNIST's test file
+    assert len(set().union(*photos)) == sum(len(p) for p in photos) == 900
+    # test, val_large, test_large: Fashion-MNIST's test file, which no training photo comes from
+    assert all(prefix == "t10k" for prefix, _ in set().union(*photos[6:]))
+
+
+def test_fashion_not_tops_holds_seven_other_classes_in_two_splits():
+    other = FASHION_TOPS.parent / "fashion_not_tops"
+    for split, prefix in [("val", "train"), ("test", "t10k")]:
+        classes = sorted(p.name for p in (other / split).iterdir())
+        assert classes == ["ankle-boot", "bag", "coat", "dress", "sandal", "sneaker", "trouser"]
+        photos = [_indices(other / split / name) for name in classes]
+        assert [len(p) for p in photos] == [10] * 7 and {f for p in photos for f, _ in p} == {prefix}
 
 
 def test_fashion_tops_center_crop_takes_exactly_the_28x28_photo():

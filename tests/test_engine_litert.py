@@ -213,11 +213,12 @@ def test_int8_agrees_with_float_on_photos_it_was_not_calibrated_on(lite0):
 @needs_dev
 def test_int8_features_stay_close_to_float32_on_the_dev_set(lite0_headless, dev_photos):
     # The classifier's int8 accuracy on the dev set: test_classify, from the files.
+    photos = dev_photos[::2]  # 250 photos of 250 classes: the mean is asserted, and 250 pin it to about 0.001
     features = {}
     for precision in ("float32", "int8"):
         fast = converted(lite0_headless, precision)
-        features[precision] = np.concatenate([fast.on_photos(dev_photos[start:start + 50]).mean(axis=(1, 2))
-                                              for start in range(0, len(dev_photos), 50)])
+        features[precision] = np.concatenate([fast.on_photos(photos[start:start + 50]).mean(axis=(1, 2))
+                                              for start in range(0, len(photos), 50)])
     a, b = features["float32"], features["int8"]
     cosine = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     print(f"dev feature cosine, int8 vs float32: mean {cosine.mean():.4f}, min {cosine.min():.4f}")

@@ -78,3 +78,18 @@ def test_heatmap_colorbar_spans_zero_to_one_in_the_colormap():
     bar = heatmap_colorbar(fig, ax, "share of the score", colormap="viridis")
     assert bar.mappable.norm.vmin == 0 and bar.mappable.norm.vmax == 1
     assert bar.mappable.cmap.name == "viridis" and bar.ax.get_ylabel() == "share of the score"
+
+
+def test_show_reliability_draws_each_set_with_the_diagonal_and_the_counts():
+    from helpers import show_reliability
+
+    p = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.8, 0.2]])
+    fig = _drawn(show_reliability({"before": p, "after": np.full((4, 2), 0.5)}, np.array([0, 0, 1, 0]), bins=5))
+    curve, counts = fig.axes
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["Perfectly calibrated", "before", "after"]
+    assert len(curve.lines) == 3 and len(counts.patches) == 2  # the diagonal and two curves; two histograms
+    assert min(fig.get_size_inches() * fig.dpi) >= 190
+    with pytest.raises(ValueError, match="at least one set"):
+        show_reliability({}, np.array([0]))
+    with pytest.raises(ValueError, match="labels must be"):
+        show_reliability({"before": p}, np.array([0, 1]))

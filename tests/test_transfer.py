@@ -207,3 +207,24 @@ def test_fine_tune_defaults_to_the_registry_layer_for_every_model(name):
     trained = [layer.name for layer in base_model(model).layers if layer.trainable_weights]
     first = names.index(model_spec(name).fine_tune_from)
     assert trained and min(names.index(layer) for layer in trained) >= first, trained[:3]
+
+
+def test_fine_tune_with_validation_data_across_a_cut_of_two_tensors():
+    # Two tensors cross the cut, as four do in InceptionV3's last block: they must reach the top apart,
+    # in training and in the validation batches alike.
+    from helpers import Net
+    from support import tiny_spec
+
+    inputs = keras.Input((32, 32, 3), name="image")
+    early = layers.Conv2D(4, 3, padding="same", name="early")(inputs)
+    later = layers.Conv2D(4, 3, padding="same", name="later")(early)
+    joined = layers.Concatenate(name="join")([early, later])
+    top = layers.Conv2D(8, 1, name="top")(joined)
+    net = Net(keras.Model(inputs, top, name="branching"), tiny_spec(name="branching"))
+    model = build_classifier(net, num_classes=2)
+    images = np.random.default_rng(0).uniform(0, 255, (6, 32, 32, 3)).astype(np.float32)
+    labels = np.array([0, 1] * 3)
+    history = fine_tune(model, images, labels, from_layer="join", epochs=2, batch_size=2,
+                        validation_data=(images, labels))
+    assert len(history.history["val_loss"]) == 2 and np.isfinite(history.history["val_loss"]).all()
+    assert {w.path for w in model.trainable_weights} == {"top/kernel", "top/bias", "classes/kernel", "classes/bias"}
