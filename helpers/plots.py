@@ -18,7 +18,7 @@ from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure, SubFigure
 
 from .images import ImageSource, load_image, overlay
-from .trust import check_probabilities
+from .trust import reliability_table
 
 
 def show_predictions(image: ImageSource, predictions: list[tuple[str, str, float]]) -> Figure:
@@ -139,16 +139,16 @@ def compare_explanations(image: ImageSource, heatmaps: dict[str, np.ndarray], al
     return fig
 
 
-def show_reliability(probabilities: dict[str, np.ndarray], labels, bins: int = 15) -> Figure:
-    """A reliability diagram per set of probabilities, and how many photos each confidence holds.
+def show_reliability(sets: dict[str, np.ndarray], labels, bins: int = 15) -> Figure:
+    """A reliability diagram per set of probabilities, and how many photos each bin of confidence holds.
 
     Left: accuracy against mean confidence per bin (scikit-learn's ``CalibrationDisplay``
     with "right or wrong" as the outcome and the top probability as its probability),
-    with the diagonal a calibrated model follows. Right: the photos per bin of confidence, a
-    histogram. One legend, under both.
+    with the diagonal a calibrated model follows. Right: the photos per bin, from
+    ``reliability_table``, which bins as scikit-learn does. One legend, under both.
 
     Args:
-        probabilities: name -> (N, classes), rows summing to 1, for the same N photos,
+        sets: name -> probabilities (N, classes), rows summing to 1, for the same N photos,
             e.g. ``{"before": probabilities, "after": apply_temperature(probabilities, t)}``.
         labels: int (N,), the true classes.
         bins: equal-width bins of confidence between 0 and 1.
@@ -158,23 +158,22 @@ def show_reliability(probabilities: dict[str, np.ndarray], labels, bins: int = 1
     """
     from sklearn.calibration import CalibrationDisplay
 
-    if not probabilities:
+    if not sets:
         raise ValueError("show_reliability needs at least one set, e.g. {'before': probabilities}")
     fig = _figure((9, 4.5))
     curve, counts = fig.subplots(1, 2)
-    edges = np.linspace(0, 1, bins + 1)
-    for name, p in probabilities.items():
-        p, y = check_probabilities(p, labels)
-        confidence = p.max(axis=1)
-        CalibrationDisplay.from_predictions(p.argmax(axis=1) == y, confidence, n_bins=bins, name=name, ax=curve,
-                                            ref_line=curve.get_legend() is None)
-        counts.hist(confidence, bins=edges, histtype="step", linewidth=2, label=name)
+    for name, probabilities in sets.items():
+        table = reliability_table(probabilities, labels, bins)  # checks the probabilities, the labels and bins
+        p = np.asarray(probabilities, dtype=np.float64)
+        CalibrationDisplay.from_predictions(p.argmax(axis=1) == np.asarray(labels), p.max(axis=1), n_bins=bins,
+                                            name=name, ax=curve, ref_line=curve.get_legend() is None)
+        counts.stairs(table.counts, table.edges, linewidth=2, label=name)
     curve.set(xlabel="confidence (top probability), mean per bin", ylabel="accuracy in the bin",
               xlim=(0, 1), ylim=(0, 1), aspect="equal")
     counts.set(xlabel="confidence (top probability)", ylabel="photos", xlim=(0, 1))
     # One legend under both panels, where it hides no point of either.
     curve.get_legend().remove()
-    fig.legend(*curve.get_legend_handles_labels(), loc="outside lower center", ncols=len(probabilities) + 1)
+    fig.legend(*curve.get_legend_handles_labels(), loc="outside lower center", ncols=len(sets) + 1)
     return fig
 
 

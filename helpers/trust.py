@@ -6,8 +6,8 @@ confidence is its accuracy: of the photos it gives about 0.8, about 80% are righ
 and ``apply_temperature`` repair the commonest fault, over-confidence, with one number
 (Guo et al., "On calibration of modern neural networks", 2017). ``acceptance_threshold``
 and ``rejection_quality`` let a model answer "none of these" for photos unlike its training
-photos, and ``predict_views`` averages a model's outputs over a mirror image and crops of
-each photo (test-time augmentation).
+photos. Plain numpy and scipy: any classifier's probabilities will do. (Test-time
+augmentation, a second look at each photo, is ``classify.predict_views``.)
 
 scikit-learn's ``calibration_curve`` draws the same reliability curve (``plots.show_reliability``
 uses its ``CalibrationDisplay``), but it drops empty bins and returns no counts, and the
@@ -18,18 +18,11 @@ scikit-learn estimator and has no temperature scaling for a Keras model's output
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
-from sklearn.metrics import roc_auc_score
 
-from .images import ImageSource, load_images
-from .models import Net
-
-# The views ``predict_views`` knows: the centre crop, its mirror image, and the four corner crops.
-VIEWS = ("center", "mirror", "top_left", "top_right", "bottom_left", "bottom_right")
 # Temperatures ``fit_temperature`` searches between (a softmax barely changes outside them).
 TEMPERATURE_RANGE = (0.05, 20.0)
 
@@ -44,9 +37,14 @@ def check_probabilities(probabilities, labels=None) -> tuple[np.ndarray, np.ndar
     if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] < 2:
         raise ValueError(f"probabilities must be an array (N, classes) with N >= 1 and 2 classes or more, "
                          f"got shape {p.shape}")
-    if not np.isfinite(p).all() or (p < 0).any() or not np.allclose(p.sum(axis=1), 1, atol=1e-3):
-        raise ValueError("probabilities must be finite, non-negative rows that sum to 1 (a softmax output); "
-                         "for logits, pass scipy.special.softmax(logits, axis=1)")
+    bad = ~np.isfinite(p).all(axis=1) | (p < 0).any(axis=1) | ~np.isclose(p.sum(axis=1), 1, atol=1e-3)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        what = ("holds NaN (a photo that could not be loaded? keep only the rows whose error is None)"
+                if np.isnan(p[row]).any() else f"sums to {p[row].sum():.4g}" if (p[row] >= 0).all()
+                else "holds a negative number")
+        raise ValueError(f"probabilities must be rows that sum to 1 (a softmax output; for logits, pass "
+                         f"scipy.special.softmax(logits, axis=1)): row {row} {what}")
     if labels is None:
         return p, None
     y = np.asarray(labels)
@@ -90,12 +88,13 @@ def reliability_table(probabilities, labels, bins: int = 15) -> Reliability:
     if bins < 1:
         raise ValueError(f"bins must be at least 1, got {bins}")
     confidence, right = p.max(axis=1), p.argmax(axis=1) == y
-    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.searchsorted(edges[1:-1], confidence)  # bin i: (edges[i], edges[i + 1]], as scikit-learn bins
     counts = np.bincount(which, minlength=bins)
     with np.errstate(invalid="ignore"):  # an empty bin's mean is NaN, as the docstring says
         mean_confidence = np.bincount(which, confidence, minlength=bins) / counts
         accuracy = np.bincount(which, right, minlength=bins) / counts
-    return Reliability(np.linspace(0, 1, bins + 1), counts, mean_confidence, accuracy)
+    return Reliability(edges, counts, mean_confidence, accuracy)
 
 
 def expected_calibration_error(probabilities, labels, bins: int = 15) -> float:
@@ -117,7 +116,7 @@ def expected_calibration_error(probabilities, labels, bins: int = 15) -> float:
     table = reliability_table(probabilities, labels, bins)
     filled = table.counts > 0
     gaps = np.abs(table.accuracy[filled] - table.confidence[filled])
-    return round(float(np.sum(table.counts[filled] * gaps) / table.counts.sum()), 12)
+    return float(np.sum(table.counts[filled] * gaps) / table.counts.sum())
 
 
 def apply_temperature(probabilities, temperature: float) -> np.ndarray:
@@ -157,6 +156,10 @@ def fit_temperature(probabilities, labels) -> float:
     Returns:
         A temperature between 0.05 and 20: above 1 for an over-confident model.
 
+    Raises:
+        ValueError: the best temperature is at an end of that range, as when every
+            validation photo is right (then the sharper the better, without end).
+
     A model 0.99 sure of ten photos, right about eight of them: the temperature brings 0.99 to 0.8.
 
     >>> confident = np.array([[0.99, 0.01]] * 8 + [[0.01, 0.99]] * 2)
@@ -171,7 +174,13 @@ def fit_temperature(probabilities, labels) -> float:
         return -float(np.mean(log_softmax(logs / np.exp(log_temperature), axis=1)[np.arange(len(y)), y]))
 
     low, high = np.log(TEMPERATURE_RANGE)
-    return float(np.exp(minimize_scalar(loss, bounds=(low, high), method="bounded").x))
+    best = minimize_scalar(loss, bounds=(low, high), method="bounded").x
+    if min(best - low, high - best) < 1e-3:
+        right = np.mean(p.argmax(axis=1) == y)
+        raise ValueError(f"no temperature fits these {len(y)} validation photos: the best is at the end of "
+                         f"{TEMPERATURE_RANGE} ({right:.0%} of them answered right); use more validation photos, "
+                         f"with some the model gets wrong")
+    return float(np.exp(best))
 
 
 def _logs(p: np.ndarray) -> np.ndarray:
@@ -228,6 +237,8 @@ def rejection_quality(in_scores, out_scores, threshold: float) -> Rejection:
     >>> rejection_quality([0.9, 0.8, 0.4], [0.5, 0.3], threshold=0.6)
     Rejection(auroc=0.833..., accepted_in=0.666..., rejected_out=1.0)
     """
+    from sklearn.metrics import roc_auc_score  # here: scikit-learn takes half a second to import
+
     familiar, unfamiliar = np.asarray(in_scores, np.float64), np.asarray(out_scores, np.float64)
     for name, scores in [("in_scores", familiar), ("out_scores", unfamiliar)]:
         if scores.ndim != 1 or len(scores) == 0 or not np.isfinite(scores).all():
@@ -235,75 +246,3 @@ def rejection_quality(in_scores, out_scores, threshold: float) -> Rejection:
     truth = np.r_[np.ones(len(familiar)), np.zeros(len(unfamiliar))]
     return Rejection(float(roc_auc_score(truth, np.r_[familiar, unfamiliar])),
                      float(np.mean(familiar >= threshold)), float(np.mean(unfamiliar < threshold)))
-
-
-def crop_views(photo: np.ndarray, size: tuple[int, int], views: Sequence[str] = VIEWS) -> np.ndarray:
-    """Crops of ``size`` from a larger photo: its centre, the centre mirrored left to right, its corners.
-
-    Args:
-        photo: (H, W, 3), at least ``size``.
-        size: (h, w) of each crop.
-        views: names from ``VIEWS``.
-
-    Returns:
-        (len(views), h, w, 3), the photo's dtype.
-
-    >>> crop_views(np.zeros((256, 256, 3)), (224, 224), ["center", "mirror"]).shape
-    (2, 224, 224, 3)
-    """
-    (height, width), (h, w) = photo.shape[:2], size
-    unknown = [view for view in views if view not in VIEWS]
-    if unknown or not views:
-        raise ValueError(f"views must be one or more of {', '.join(VIEWS)}; got {list(views)}")
-    if height < h or width < w:
-        raise ValueError(f"photo of {height}x{width} is smaller than the crops, {h}x{w}")
-    corners = {"center": ((height - h) // 2, (width - w) // 2), "mirror": ((height - h) // 2, (width - w) // 2),
-               "top_left": (0, 0), "top_right": (0, width - w),
-               "bottom_left": (height - h, 0), "bottom_right": (height - h, width - w)}
-    crops = [photo[corners[v][0]:corners[v][0] + h, corners[v][1]:corners[v][1] + w] for v in views]
-    return np.stack([crop[:, ::-1] if view == "mirror" else crop for view, crop in zip(views, crops)])
-
-
-def predict_views(net: Net, sources: Sequence[ImageSource], views: Sequence[str] = ("center", "mirror"),
-                  batch_size: int = 16) -> tuple[np.ndarray, list[str | None]]:
-    """The model's output for each photo, averaged over views of it (test-time augmentation).
-
-    Each photo's centre square is resized to the model's input size divided by its
-    crop fraction (256 for 224), and ``crop_views`` cuts the views from it: "center" is
-    the crop ``classify`` uses. All views of a batch of photos go through
-    ``net.model.predict_on_batch`` together; the mean over each photo's views is its output.
-
-    Args:
-        net: from ``load_model``.
-        sources: image paths, PIL images or (h, w, 3) arrays, 0-255.
-        views: names from ``VIEWS``.
-        batch_size: photos per model call (each brings ``len(views)`` images).
-
-    Returns:
-        ``(outputs, errors)``: float32 (N, ...) in input order, probabilities for a model
-        with its top, a NaN row for a source that could not be loaded; and per source
-        None or why it could not be loaded.
-
-    >>> outputs, errors = predict_views(load_model(), ["images/coffee.png", "no.png"])
-    >>> imagenet_classes()[int(outputs[0].argmax())][1], errors[1]
-    ('espresso', 'no.png: no such file')
-    """
-    sources = list(sources)
-    h, w = net.input_size
-    fraction = net.spec.preprocessing.crop_fraction
-    larger = (round(h / fraction), round(w / fraction))
-    outputs, errors = [], []
-    for start in range(0, len(sources), batch_size):
-        photos, batch_errors = load_images(sources[start:start + batch_size], larger, crop_fraction=1.0)
-        errors += batch_errors
-        if photos is not None:
-            batch = np.concatenate([crop_views(photo, (h, w), views) for photo in photos])
-            output = np.asarray(net.model.predict_on_batch(net.preprocess(batch)))
-            outputs.append(output.reshape(len(photos), len(views), *output.shape[1:]).mean(axis=1))
-    if not outputs:
-        first = errors[0] if errors else "no sources were given"
-        raise ValueError(f"none of the {len(sources)} sources could be loaded; the first: {first}")
-    loaded = np.concatenate(outputs)
-    result = np.full((len(sources), *loaded.shape[1:]), np.nan, dtype=np.float32)
-    result[[error is None for error in errors]] = loaded
-    return result, errors

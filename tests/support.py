@@ -3,6 +3,7 @@ registry record, and the command line run in this process. Imported as ``from su
 import contextlib
 import functools
 import io
+import os
 import subprocess
 from pathlib import Path
 from unittest import mock
@@ -17,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "images"
 DEV = ROOT.parent / "shared" / "data" / "imagenet-sample-dev"  # dev data: tests that use it skip without it
 needs_dev = pytest.mark.skipif(not DEV.is_dir(), reason="dev data ../shared/data/imagenet-sample-dev is absent")
+# The other offline models' calibrated values: `make check-models` (run by CI) sets this, with their notebooks.
+other_models = pytest.mark.skipif(not os.environ.get("HELPERS_CHECK_MODELS"),
+                                  reason="another offline model: run by make check-models")
 
 
 def tiny_spec(**changes):

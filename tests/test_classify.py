@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import classify, list_images, model_spec
-from support import DEV, IMAGES, needs_dev
+from helpers import classify, list_images, load_model, model_spec
+from support import DEV, IMAGES, needs_dev, other_models
 
 
 def test_classify_keeps_order_and_survives_bad_files(lite0, tmp_path):
@@ -49,6 +49,15 @@ def test_the_registry_confidence_threshold_accepts_95_percent_of_the_dev_set(dev
     _, results = dev_set
     threshold = model_spec("efficientnet_lite0").confidence_threshold
     accepted = sum(r.predictions[0][2] >= threshold for r in results["float32"]) / len(results["float32"])
+    assert 0.94 <= accepted <= 0.96
+
+
+@needs_dev
+@pytest.mark.parametrize("name", [pytest.param(name, marks=other_models)
+                                  for name in ("efficientnet_lite1", "efficientnet_lite2")])
+def test_other_models_confidence_thresholds_accept_95_percent_of_the_dev_set(name):
+    results = classify(load_model(name), sorted(DEV.glob("*.JPEG")), top=1, backend="litert")
+    accepted = sum(r.predictions[0][2] >= model_spec(name).confidence_threshold for r in results) / len(results)
     assert 0.94 <= accepted <= 0.96
 
 

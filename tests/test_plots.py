@@ -87,9 +87,11 @@ def test_show_reliability_draws_each_set_with_the_diagonal_and_the_counts():
     fig = _drawn(show_reliability({"before": p, "after": np.full((4, 2), 0.5)}, np.array([0, 0, 1, 0]), bins=5))
     curve, counts = fig.axes
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["Perfectly calibrated", "before", "after"]
-    assert len(curve.lines) == 3 and len(counts.patches) == 2  # the diagonal and two curves; two histograms
+    assert len(curve.lines) == 3 and len(counts.patches) == 2  # the diagonal and two curves; two step lines
     assert min(fig.get_size_inches() * fig.dpi) >= 190
     with pytest.raises(ValueError, match="at least one set"):
         show_reliability({}, np.array([0]))
     with pytest.raises(ValueError, match="labels must be"):
         show_reliability({"before": p}, np.array([0, 1]))
+    with pytest.raises(ValueError, match="bins must be at least 1"):
+        show_reliability({"before": p}, np.array([0, 0, 1, 0]), bins=0)

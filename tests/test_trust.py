@@ -6,8 +6,6 @@ from helpers import (VIEWS, acceptance_threshold, apply_temperature, classify, c
                      fit_temperature, predict_views, rejection_quality, reliability_table)
 from support import IMAGES
 
-RNG = np.random.default_rng(0)
-
 
 def _toy(n: int, sharpen: float, seed: int = 0):
     """A 4-class toy model: labels drawn from softmax(logits), so softmax(logits) is calibrated;
@@ -69,7 +67,7 @@ def test_an_under_confident_model_gets_a_temperature_below_one():
 
 
 def test_apply_temperature_is_the_softmax_of_scaled_logits_and_one_changes_nothing():
-    logits = RNG.normal(0, 3, (20, 5))
+    logits = np.random.default_rng(0).normal(0, 3, (20, 5))
     p = softmax(logits, axis=1)
     np.testing.assert_allclose(apply_temperature(p, 2.5), softmax(logits / 2.5, axis=1), atol=1e-12)
     np.testing.assert_allclose(apply_temperature(p, 1.0), p, atol=1e-12)
@@ -79,8 +77,8 @@ def test_apply_temperature_is_the_softmax_of_scaled_logits_and_one_changes_nothi
 
 @pytest.mark.parametrize("probabilities, labels, message", [
     (np.array([0.5, 0.5]), None, "probabilities must be an array"),
-    (np.array([[0.5, 0.6]]), None, "rows that sum to 1"),
-    (np.array([[1.2, -0.2]]), None, "non-negative"),
+    (np.array([[0.5, 0.6]]), None, "row 0 sums to 1.1"),
+    (np.array([[1.2, -0.2]]), None, "row 0 holds a negative number"),
     (np.array([[0.5, 0.5]]), np.array([2]), "labels must be 1 integer class indices in 0..1"),
     (np.array([[0.5, 0.5]]), np.array([0.0]), "labels must be"),
     (np.array([[0.5, 0.5]] * 2), np.array([0]), "one per row of probabilities"),
@@ -93,6 +91,22 @@ def test_bad_probabilities_or_labels_are_named(probabilities, labels, message):
             expected_calibration_error(probabilities, labels)
 
 
+def test_no_temperature_fits_when_every_validation_photo_is_right():
+    with pytest.raises(ValueError, match="no temperature fits these 50 validation photos.*100% of them answered right"):
+        fit_temperature(np.array([[0.7, 0.2, 0.1]] * 50), np.zeros(50, dtype=int))
+
+
+def test_a_nan_row_is_named_with_what_to_do():
+    with pytest.raises(ValueError, match="row 1 holds NaN .* keep only the rows whose error is None"):
+        expected_calibration_error(np.array([[0.5, 0.5], [np.nan, np.nan]]), np.array([0, 1]))
+
+
+def test_a_confidence_on_a_bin_edge_falls_in_the_bin_below_it_as_scikit_learn_bins():
+    # 0.6 with 5 bins: bin (0.4, 0.6], whatever the rounding of the edge 0.6000000000000001.
+    table = reliability_table(np.array([[0.6, 0.4], [0.4, 0.6]]), np.array([0, 1]), bins=5)
+    assert table.counts.tolist() == [0, 0, 2, 0, 0]
+
+
 def test_bad_temperature_and_bins_are_named():
     with pytest.raises(ValueError, match="temperature must be a positive number"):
         apply_temperature([[0.5, 0.5]], 0)
@@ -101,7 +115,7 @@ def test_bad_temperature_and_bins_are_named():
 
 
 def test_acceptance_threshold_accepts_at_least_the_share_asked():
-    scores = RNG.normal(size=1000)
+    scores = np.random.default_rng(0).normal(size=1000)
     for accept in (0.5, 0.9, 0.95, 0.99, 1.0):
         threshold = acceptance_threshold(scores, accept)
         assert accept <= np.mean(scores >= threshold) <= accept + 0.002
@@ -121,12 +135,14 @@ def test_rejection_quality_of_a_perfect_and_of_a_useless_score():
 
 
 def test_crop_views_cut_the_centre_its_mirror_and_the_corners():
-    photo = RNG.uniform(0, 255, (10, 12, 3))
+    photo = np.random.default_rng(0).uniform(0, 255, (10, 12, 3))
     views = crop_views(photo, (6, 8), VIEWS)
     assert views.shape == (6, 6, 8, 3)
     np.testing.assert_array_equal(views[0], photo[2:8, 2:10])
     np.testing.assert_array_equal(views[1], photo[2:8, 2:10][:, ::-1])
     np.testing.assert_array_equal(views[2], photo[:6, :8])
+    np.testing.assert_array_equal(views[3], photo[:6, 4:])
+    np.testing.assert_array_equal(views[4], photo[4:, :8])
     np.testing.assert_array_equal(views[5], photo[4:, 4:])
     with pytest.raises(ValueError, match="views must be one or more of center, mirror"):
         crop_views(photo, (6, 8), ["flip"])
@@ -138,7 +154,7 @@ def test_predict_views_averages_the_views_and_keeps_going_past_a_bad_photo(tiny_
     net = tiny_net()
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a photo")
-    photo = RNG.uniform(0, 255, (48, 40, 3)).astype(np.uint8)
+    photo = np.random.default_rng(0).uniform(0, 255, (48, 40, 3)).astype(np.uint8)
     outputs, errors = predict_views(net, [photo, broken, photo], views=["center", "mirror"], batch_size=2)
     assert outputs.shape == (3, 5) and np.isnan(outputs[1]).all() and "broken.jpg" in errors[1]
     assert errors[0] is None and errors[2] is None
@@ -149,6 +165,11 @@ def test_predict_views_averages_the_views_and_keeps_going_past_a_bad_photo(tiny_
     larger = load_image(photo, size=37, crop_fraction=1.0)
     by_hand = net.model.predict_on_batch(net.preprocess(crop_views(larger, (32, 32), ["center", "mirror"])))
     np.testing.assert_allclose(outputs[0], np.asarray(by_hand).mean(axis=0), atol=1e-6)
+    # Nothing loads: one NaN row per source, each with its error, as extract_features gives them.
+    outputs, errors = predict_views(net, [broken, broken])
+    assert outputs.shape == (2, 5) and np.isnan(outputs).all() and all("broken.jpg" in e for e in errors)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        predict_views(net, [photo], batch_size=0)
 
 
 def test_predict_views_centre_crop_gives_classify_answer(lite0):
