@@ -188,6 +188,14 @@ def _logs(p: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(p, np.finfo(np.float32).tiny))
 
 
+def check_scores(scores, name: str = "scores") -> np.ndarray:
+    """``scores`` as float64 (N,), N >= 1, all finite; else a ValueError that names the argument."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 1 or len(scores) == 0 or not np.isfinite(scores).all():
+        raise ValueError(f"{name} must be a non-empty 1-D array of finite numbers, got shape {scores.shape}")
+    return scores
+
+
 def acceptance_threshold(scores, accept: float = 0.95) -> float:
     """The score that at least a share ``accept`` of in-distribution photos reach: accept at or above it.
 
@@ -199,9 +207,7 @@ def acceptance_threshold(scores, accept: float = 0.95) -> float:
     >>> acceptance_threshold(np.arange(1, 21) / 20, accept=0.9)
     0.15
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 1 or len(scores) == 0 or not np.isfinite(scores).all():
-        raise ValueError(f"scores must be a non-empty 1-D array of finite numbers, got shape {scores.shape}")
+    scores = check_scores(scores)
     if not 0 < accept <= 1:
         raise ValueError(f"accept must be a share in (0, 1], got {accept!r}")
     # The lowest score left once the lowest (1 - accept) share is set aside (1e-9: 0.1 * 20 is 1.99...).
@@ -239,10 +245,7 @@ def rejection_quality(in_scores, out_scores, threshold: float) -> Rejection:
     """
     from sklearn.metrics import roc_auc_score  # here: scikit-learn takes half a second to import
 
-    familiar, unfamiliar = np.asarray(in_scores, np.float64), np.asarray(out_scores, np.float64)
-    for name, scores in [("in_scores", familiar), ("out_scores", unfamiliar)]:
-        if scores.ndim != 1 or len(scores) == 0 or not np.isfinite(scores).all():
-            raise ValueError(f"{name} must be a non-empty 1-D array of finite numbers, got shape {scores.shape}")
+    familiar, unfamiliar = check_scores(in_scores, "in_scores"), check_scores(out_scores, "out_scores")
     truth = np.r_[np.ones(len(familiar)), np.zeros(len(unfamiliar))]
     return Rejection(float(roc_auc_score(truth, np.r_[familiar, unfamiliar])),
                      float(np.mean(familiar >= threshold)), float(np.mean(unfamiliar < threshold)))
