@@ -18,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "images"
 DEV = ROOT.parent / "shared" / "data" / "imagenet-sample-dev"  # dev data: tests that use it skip without it
 needs_dev = pytest.mark.skipif(not DEV.is_dir(), reason="dev data ../shared/data/imagenet-sample-dev is absent")
-# The other offline models' calibrated values: `make check-models` (run by CI) sets this, with their notebooks.
+# The other models' calibrated values and per-architecture sweeps: `make check-models` (run by CI) sets
+# this, with the notebooks on the other offline models; `make test` checks the default model.
 other_models = pytest.mark.skipif(not os.environ.get("HELPERS_CHECK_MODELS"),
-                                  reason="another offline model: run by make check-models")
+                                  reason="another model: run by make check-models")
 
 
 def tiny_spec(**changes):
