@@ -53,13 +53,13 @@ outputs: $(VENV)/.installed
 
 # Every notebook top to bottom with each other offline model in its settings cell (temporary
 # copies; the stored notebooks are untouched), then those models' calibrated near-duplicate
-# thresholds and confidence thresholds on the dev set (skipped without it), and fine_tune on every registry
-# architecture. Minutes per model: not part of `make test`;
+# thresholds and confidence thresholds on the dev set (skipped without it), fine_tune on every registry
+# architecture, and the Ray Data extraction test. Minutes per model: not part of `make test`;
 # .ci/run runs it last.
 check-models: $(VENV)/.installed
 	$(PY) tests/run_notebooks_with_model.py efficientnet_lite1 efficientnet_lite2
 	HELPERS_CHECK_MODELS=1 $(PY) -m pytest -p no:cacheprovider tests/test_similarity.py tests/test_classify.py \
-		tests/test_transfer.py -k "registry_thresholds or other_models or every_model"
+		tests/test_transfer.py tests/test_scale.py -k "registry_thresholds or other_models or every_model or ray_extraction"
 
 # Refresh requirements.txt: the newest versions that resolve on every platform and Python the
 # project supports, one version per package (uv's universal resolution; see its header).

@@ -1,8 +1,8 @@
 """Helpers for the image-recognition tutorial series: one public API.
 
 The modules follow the lessons: images, models, labels, classify (01), features (02),
-similarity (03), explain with graph (04, 05), faithfulness (05), transfer (06), trust (07), scale (08),
-plots for all of them. helpers.engine is the fast path (LiteRT, int8, worker threads),
+similarity with matching (03), explain with graph (04, 05), faithfulness (05), transfer (06),
+trust (07), scale (08), plots for all of them. helpers.engine is the fast path (LiteRT, int8, worker threads),
 used where asked: backend="litert"/"fastest", precision="int8", the command line.
 """
 
@@ -25,6 +25,7 @@ from .models import (DEFAULT_MODEL, MODELS, ModelSpec, Net, Preprocessing, avail
 from .plots import (compare_explanations, heatmap_colorbar, overlay_heatmap, show_activations,  # noqa: E402
                     show_predictions, show_reliability)
 from .similarity import SimilarityIndex, cosine_similarity, find_near_duplicates, rank_by_similarity  # noqa: E402
+from .matching import LocalFeatures, count_inliers, find_edited_copies, local_features  # noqa: E402
 from .transfer import base_model, build_classifier, fine_tune, preprocessing_layer, train_head  # noqa: E402
 from .trust import (Rejection, Reliability, acceptance_threshold, apply_temperature,  # noqa: E402
                     expected_calibration_error, fit_temperature, rejection_quality, reliability_table)
@@ -44,6 +45,7 @@ __all__ = [
     "compare_explanations", "heatmap_colorbar", "overlay_heatmap", "show_activations", "show_predictions",
     "show_reliability",
     "SimilarityIndex", "cosine_similarity", "find_near_duplicates", "rank_by_similarity",
+    "LocalFeatures", "count_inliers", "find_edited_copies", "local_features",
     "base_model", "build_classifier", "fine_tune", "preprocessing_layer", "train_head",
     "Rejection", "Reliability", "acceptance_threshold", "apply_temperature",
     "expected_calibration_error", "fit_temperature", "rejection_quality", "reliability_table",

@@ -13,6 +13,7 @@ from .explain import EXPLAINERS, class_probabilities, squashed
 from .features import extract_features
 from .images import ImageLoadError, list_images, overlay
 from .labels import imagenet_classes
+from .matching import find_edited_copies
 from .models import DEFAULT_MODEL, available_models, load_model, model_spec
 from .similarity import find_near_duplicates, rank_by_similarity
 
@@ -87,18 +88,29 @@ def _similar(args) -> int:
 
 def _duplicates(args) -> int:
     files = list_images(args.folder)
-    threshold = model_spec(args.model).near_duplicate_threshold if args.threshold is None else args.threshold
+    spec = model_spec(args.model)
+    threshold = spec.near_duplicate_threshold if args.threshold is None else args.threshold
+    floor = spec.near_duplicate_floor if args.floor is None else args.floor
     if threshold is None:
         raise ValueError(f"{args.model} has no calibrated near-duplicate threshold: pass --threshold (e.g. 0.8)")
-    if args.precision != "float32" and args.threshold is None:
-        raise ValueError(f"the near-duplicate threshold of {args.model} is calibrated on float32 features, not "
-                         f"{args.precision}: pass --threshold, or leave out --precision")
+    if args.fast and args.floor is not None:
+        raise ValueError("--floor is for the keypoint check, which --fast skips: pass one or the other")
+    if floor is None and not args.fast:
+        raise ValueError(f"{args.model} has no calibrated floor for the keypoint check: pass --floor (e.g. 0.3), "
+                         "or --fast to compare vectors only")
+    if args.precision != "float32" and (args.threshold is None or (args.floor is None and not args.fast)):
+        raise ValueError(f"the near-duplicate threshold and floor of {args.model} are calibrated on float32 "
+                         f"features, not {args.precision}: pass --threshold and --floor (or --fast), "
+                         "or leave out --precision")
     features = extract_features(load_model(args.model, include_top=False), [str(f) for f in files],
                                 backend=args.backend, precision=args.precision, calibration=args.calibration)
     failed = _report_unreadable(features)
     valid = features.valid()
-    # The vectors alone: the threshold is the calibrated one for float32, or the user's own (checked above).
-    pairs = find_near_duplicates(valid.vectors, threshold, valid.sources)
+    # Plain vectors (the int8 check is above): the threshold and floor are the calibrated ones, or the user's own.
+    if args.fast:
+        pairs = find_near_duplicates(valid.vectors, threshold, valid.sources)
+    else:
+        pairs = find_edited_copies(valid.vectors, threshold, floor, valid.sources)
     if args.json:
         print(json.dumps([{"a": a, "b": b, "score": round(score, 6)} for a, b, score in pairs],
                          ensure_ascii=False, indent=1))
@@ -139,10 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--top", type=_positive, default=10)
     s.add_argument("--json", action="store_true", help="print a JSON list of {image, score}, best first")
     s.set_defaults(run=_similar)
-    d = sub.add_parser("duplicates", help="pairs of near-duplicate images in a folder")
+    d = sub.add_parser("duplicates", help="pairs of near-duplicate images in a folder: close feature vectors, "
+                                          "or keypoints that agree (edited copies)")
     d.add_argument("folder")
     d.add_argument("--threshold", type=float, default=None,
                    help="cosine similarity for a pair to count (default: calibrated for the model)")
+    d.add_argument("--floor", type=float, default=None,
+                   help="least cosine similarity of a pair the keypoint check may confirm (default: calibrated)")
+    d.add_argument("--fast", action="store_true",
+                   help="compare feature vectors only: finds lightly edited copies (mirrored, brighter, smaller), "
+                        "not tight crops, tilts, grayscale or captions; several times faster")
     d.add_argument("--json", action="store_true", help="print a JSON list of {a, b, score}, highest first")
     d.set_defaults(run=_duplicates)
     e = sub.add_parser("explain", help="write an image with a heatmap of where the model sees a class")

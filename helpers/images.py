@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
-from PIL import ExifTags, Image, ImageEnhance, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageDraw, ImageEnhance, ImageFont, ImageOps, UnidentifiedImageError
 
 # What every function that takes "a photo" accepts: a file path, a PIL image, or an
 # (h, w, 3) RGB array with values 0-255.
@@ -24,6 +24,9 @@ VIEWS = ("center", "mirror", "top_left", "top_right", "bottom_left", "bottom_rig
 # The copies users' collections hold, as the registry's near-duplicate thresholds were calibrated on
 # (benchmarks/near_duplicate_threshold.py): keyword arguments of ``edit``, one dict per copy.
 NEAR_DUPLICATE_EDITS = ({"mirror": True, "keep": 0.85, "jpeg_quality": 60}, {"brightness": 1.3, "scale": 0.5})
+# The heavy edits of shared photos (``heavy_edit`` draws one of a kind): a tight crop anywhere in the
+# frame, a straightened tilt, grayscale, a caption bar, a text watermark, a small copy, and a mix of them.
+HEAVY_EDIT_KINDS = ("crop", "rotate", "grayscale", "caption", "watermark", "small", "combo")
 
 
 class ImageLoadError(Exception):
@@ -229,33 +232,60 @@ def mosaic(sources: Sequence[ImageSource], grid: tuple[int, int] = (2, 2), tile:
 
 
 def edit(source: ImageSource, mirror: bool = False, keep: float = 1.0, brightness: float = 1.0, scale: float = 1.0,
-         jpeg_quality: int | None = None) -> Image.Image:
+         jpeg_quality: int | None = None, rotate: float = 0.0, position: tuple[float, float] = (0.5, 0.5),
+         grayscale: bool = False, caption: str | None = None, watermark: str | None = None) -> Image.Image:
     """An edited copy of a photo, to make near-duplicates: what users' collections hold.
+
+    The steps run in this order: mirror, rotate, crop, grayscale, brightness, caption,
+    watermark, scale, JPEG.
 
     Args:
         source: anything ``load_image`` accepts.
         mirror: flip left to right.
-        keep: keep this central fraction of the width and height (0-1]: a crop.
+        keep: keep this fraction of the width and height (0-1]: a crop.
         brightness: multiply the brightness (1.3 is 30% brighter).
         scale: resize by this factor (0.5 halves width and height).
         jpeg_quality: recompress as JPEG at this quality (1-95).
+        rotate: turn by this many degrees anticlockwise (-45 to 45), then crop to the largest
+            centred box of the photo's shape with no empty corner, as a "straighten" tool does.
+        position: where the crop sits, (x, y) each 0-1: 0 at the left (top) edge, 0.5 centred,
+            1 at the right (bottom) edge.
+        grayscale: drop the colour (the copy stays RGB).
+        caption: write this text on a white bar below the photo (the copy grows by the bar).
+        watermark: write this text in half-transparent white across the middle.
 
     >>> edit("images/coffee.png", mirror=True, keep=0.8, jpeg_quality=60).size
     (480, 320)
+    >>> edit("images/coffee.png", rotate=-5, keep=0.6, position=(0, 1), grayscale=True, caption="Monday!").size
+    (319, 248)
     """
     if not 0 < keep <= 1:
         raise ValueError(f"keep must be in (0, 1], got {keep}")
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
+    if not -45 <= rotate <= 45:
+        raise ValueError(f"rotate must be in [-45, 45] degrees, got {rotate}")
+    if len(position) != 2 or not all(0 <= p <= 1 for p in position):
+        raise ValueError(f"position must be (x, y), each in [0, 1], got {position}")
+    if jpeg_quality is not None and not 1 <= jpeg_quality <= 95:
+        raise ValueError(f"jpeg_quality must be in [1, 95] or None, got {jpeg_quality}")
     image = Image.fromarray(load_image(source).astype(np.uint8))
     if mirror:
         image = ImageOps.mirror(image)
+    if rotate:
+        image = _straighten(image, rotate)
     if keep < 1:
         w, h = round(image.width * keep), round(image.height * keep)
-        left, top = (image.width - w) // 2, (image.height - h) // 2
+        left, top = round((image.width - w) * position[0]), round((image.height - h) * position[1])
         image = image.crop((left, top, left + w, top + h))
+    if grayscale:
+        image = image.convert("L").convert("RGB")
     if brightness != 1:
         image = ImageEnhance.Brightness(image).enhance(brightness)
+    if caption:
+        image = _caption(image, caption)
+    if watermark:
+        image = _watermark(image, watermark)
     if scale != 1:
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
     if jpeg_quality is not None:
@@ -264,6 +294,75 @@ def edit(source: ImageSource, mirror: bool = False, keep: float = 1.0, brightnes
         image = Image.open(buffer)
         image.load()
     return image
+
+
+def _straighten(image: Image.Image, degrees: float) -> Image.Image:
+    """Rotate, then keep the largest centred box of the same shape inside the turned photo."""
+    w, h = image.size
+    cos, sin = abs(math.cos(math.radians(degrees))), abs(math.sin(math.radians(degrees)))
+    factor = min(w / (w * cos + h * sin), h / (w * sin + h * cos))
+    cw, ch = round(w * factor), round(h * factor)
+    turned = image.rotate(degrees, resample=Image.BICUBIC)
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return turned.crop((left, top, left + cw, top + ch))
+
+
+def _caption(image: Image.Image, text: str) -> Image.Image:
+    """The photo above a white bar a sixth of its height, with ``text`` in black on it."""
+    bar = max(12, image.height // 6)
+    framed = Image.new("RGB", (image.width, image.height + bar), (255, 255, 255))
+    framed.paste(image, (0, 0))
+    font = ImageFont.load_default(size=max(8, bar * 3 // 5))
+    ImageDraw.Draw(framed).text((bar // 4, image.height + bar // 2), text, fill=(0, 0, 0), font=font, anchor="lm")
+    return framed
+
+
+def _watermark(image: Image.Image, text: str) -> Image.Image:
+    """``text`` in half-transparent white, as wide as about 3/4 of the photo, across its middle."""
+    font = ImageFont.load_default(size=max(8, image.height // 8))
+    width = max(1.0, ImageDraw.Draw(image).textlength(text, font=font))
+    font = ImageFont.load_default(size=max(8, round(font.size * 0.75 * image.width / width)))
+    layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    ImageDraw.Draw(layer).text((image.width / 2, image.height / 2), text, fill=(255, 255, 255, 128), font=font,
+                               anchor="mm", stroke_width=max(1, font.size // 20), stroke_fill=(0, 0, 0, 96))
+    return Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
+
+
+def heavy_edit(kind: str, rng: np.random.Generator) -> dict:
+    """Keyword arguments of ``edit`` for one heavy edit of ``kind``, drawn with ``rng``.
+
+    Each kind draws its own strength and a JPEG quality of 50-90, the way a shared
+    photo is recompressed: "crop" keeps 55-65% of the width and height anywhere in the
+    frame; "rotate" tilts 3-10 degrees either way; "grayscale"; "caption" adds a bar of
+    text below; "watermark" writes text across; "small" is 25-50% of the size; "combo"
+    mixes two or three of these.
+
+    Args:
+        kind: one of ``HEAVY_EDIT_KINDS``.
+        rng: a NumPy random generator, e.g. ``np.random.default_rng(0)``.
+
+    >>> from helpers.images import heavy_edit
+    >>> sorted(heavy_edit("crop", np.random.default_rng(0)))
+    ['jpeg_quality', 'keep', 'position']
+    """
+    if kind not in HEAVY_EDIT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(HEAVY_EDIT_KINDS)}; got {kind!r}")
+    words = ("holiday", "Monday mood", "@friend_2024", "best day ever", "(c) Photo Club", "lol", "shared via app")
+    draws = {
+        "crop": lambda: {"keep": float(rng.uniform(0.55, 0.65)), "position": tuple(rng.uniform(0, 1, 2).tolist())},
+        "rotate": lambda: {"rotate": float(rng.uniform(3, 10) * rng.choice([-1, 1]))},
+        "grayscale": lambda: {"grayscale": True},
+        "caption": lambda: {"caption": str(rng.choice(words))},
+        "watermark": lambda: {"watermark": str(rng.choice(words))},
+        "small": lambda: {"scale": float(rng.uniform(0.25, 0.5))},
+    }
+    if kind == "combo":
+        edits = {}
+        for part in rng.choice(list(draws), size=int(rng.integers(2, 4)), replace=False):
+            edits.update(draws[str(part)]())
+    else:
+        edits = draws[kind]()
+    return {**edits, "jpeg_quality": int(rng.integers(50, 91))}
 
 
 def overlay(image: ImageSource, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
@@ -316,3 +415,37 @@ def edited_copies(files: Sequence[ImageSource],
     files = list(files)
     sources = files + [edit(f, **e) for e in edits for f in files]
     return sources, np.tile(np.arange(len(files)), 1 + len(edits))
+
+
+def heavy_copies(files: Sequence[ImageSource], kinds: Sequence[str] = HEAVY_EDIT_KINDS, seed: int = 0,
+                 light: Sequence[dict] = NEAR_DUPLICATE_EDITS) -> tuple[list, np.ndarray, list[str]]:
+    """The photos, a light copy of each per ``light`` edit, and a heavy copy of each per kind.
+
+    The test set of near-duplicate finding against heavy edits: every copy is drawn
+    afresh (``heavy_edit``) from one seeded generator, so the set is varied and the
+    same on every run.
+
+    Args:
+        files: N photos, anything ``load_image`` accepts.
+        kinds: one heavy copy of each photo per name from ``HEAVY_EDIT_KINDS``.
+        seed: seed of the generator that draws the edits.
+        light: keyword arguments of ``edit``, one light copy per dict.
+
+    Returns:
+        The sources (the N photos, then N copies per light edit and per kind), an int
+        array as long (the index in ``files`` of the photo each source shows), and the
+        kind of each source: "original", "light" or a heavy kind.
+
+    >>> from helpers.images import heavy_copies
+    >>> sources, photo_ids, kinds = heavy_copies(list_images("images")[:2], kinds=["crop", "combo"], light=[])
+    >>> photo_ids, kinds
+    (array([0, 1, 0, 1, 0, 1]), ['original', 'original', 'crop', 'crop', 'combo', 'combo'])
+    """
+    files = list(files)
+    rng = np.random.default_rng(seed)
+    sources, _ = edited_copies(files, light)
+    names = ["original"] * len(files) + ["light"] * len(files) * len(light)
+    for kind in kinds:
+        sources += [edit(f, **heavy_edit(kind, rng)) for f in files]
+        names += [kind] * len(files)
+    return sources, np.tile(np.arange(len(files)), len(sources) // max(len(files), 1)), names

@@ -18,10 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "images"
 DEV = ROOT.parent / "shared" / "data" / "imagenet-sample-dev"  # dev data: tests that use it skip without it
 needs_dev = pytest.mark.skipif(not DEV.is_dir(), reason="dev data ../shared/data/imagenet-sample-dev is absent")
-# The other models' calibrated values and per-architecture sweeps: `make check-models` (run by CI) sets
-# this, with the notebooks on the other offline models; `make test` checks the default model.
-other_models = pytest.mark.skipif(not os.environ.get("HELPERS_CHECK_MODELS"),
-                                  reason="another model: run by make check-models")
+# What `make test` leaves to `make check-models` (run by CI after it, with the notebooks on the other
+# offline models): the other models' calibrated values, fine_tune on every architecture, and the Ray
+# Data test, whose cluster start-up notebook 08 pays once already in `make test`.
+check_models = pytest.mark.skipif(not os.environ.get("HELPERS_CHECK_MODELS"),
+                                  reason="another model, or Ray once more: run by make check-models")
 
 
 def tiny_spec(**changes):

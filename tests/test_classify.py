@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from helpers import classify, list_images, load_model, model_spec
-from support import DEV, IMAGES, needs_dev, other_models
+from support import DEV, IMAGES, needs_dev, check_models
 
 
 def test_classify_keeps_order_and_survives_bad_files(lite0, tmp_path):
@@ -53,7 +53,7 @@ def test_the_registry_confidence_threshold_accepts_95_percent_of_the_dev_set(dev
 
 
 @needs_dev
-@pytest.mark.parametrize("name", [pytest.param(name, marks=other_models)
+@pytest.mark.parametrize("name", [pytest.param(name, marks=check_models)
                                   for name in ("efficientnet_lite1", "efficientnet_lite2")])
 def test_other_models_confidence_thresholds_accept_95_percent_of_the_dev_set(name):
     results = classify(load_model(name), sorted(DEV.glob("*.JPEG")), top=1, backend="litert")

@@ -45,10 +45,25 @@ def test_cli_duplicates_json_and_threshold():
     run = run_cli("duplicates", "images", "--json")
     assert run.returncode == 0, run.stderr
     assert [{Path(p["a"]).name, Path(p["b"]).name} for p in json.loads(run.stdout)] == SAME_SCENE
-    run = run_cli("duplicates", "images", "--threshold", "0.95")
+    run = run_cli("duplicates", "images", "--threshold", "0.95", "--fast")
     assert run.stdout.splitlines() == ["1.000  images/flower.jpg  images/花.jpg"]
     run = run_cli("duplicates", "images", "--model", "vgg16")
     assert run.returncode == 2 and "vgg16 has no calibrated near-duplicate threshold: pass --threshold" in run.stderr
+    run = run_cli("duplicates", "images", "--model", "vgg16", "--threshold", "0.8")
+    assert run.returncode == 2 and "no calibrated floor for the keypoint check: pass --floor" in run.stderr
+
+
+def test_cli_duplicates_finds_heavily_edited_copies_unless_fast(tmp_path):
+    for name in ["chelsea.png", "coffee.png", "rocket.jpg"]:
+        (tmp_path / name).write_bytes((IMAGES / name).read_bytes())
+    edit(IMAGES / "coffee.png", keep=0.55, rotate=7, grayscale=True).save(tmp_path / "coffee_tilted.jpg")
+    (tmp_path / "broken.jpg").write_text("not a photo")
+    run = run_cli("duplicates", str(tmp_path), "--json")
+    assert run.returncode == 2 and "broken.jpg: not an image" in run.stderr
+    assert [{Path(p["a"]).name, Path(p["b"]).name} for p in json.loads(run.stdout)] == [
+        {"coffee.png", "coffee_tilted.jpg"}]
+    run = run_cli("duplicates", str(tmp_path), "--fast", "--json")
+    assert run.returncode == 2 and json.loads(run.stdout) == []  # the vectors alone miss it
 
 
 def test_cli_explain_writes_an_overlay_png(tmp_path):
@@ -79,7 +94,9 @@ def test_cli_precision_option():
     assert run.returncode == 2 and "runs on LiteRT only" in run.stderr
     run = run_cli("duplicates", "images", "--precision", "int8")
     assert run.returncode == 2 and "calibrated on float32 features" in run.stderr
-    run = run_cli("duplicates", "images", "--precision", "int8", "--threshold", "0.95", "--json")
+    run = run_cli("duplicates", "images", "--precision", "int8", "--threshold", "0.95")
+    assert run.returncode == 2 and "pass --threshold and --floor (or --fast)" in run.stderr
+    run = run_cli("duplicates", "images", "--precision", "int8", "--threshold", "0.95", "--fast", "--json")
     assert run.returncode == 0 and len(json.loads(run.stdout)) == 1  # flower.jpg and its copy
 
 

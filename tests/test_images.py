@@ -126,3 +126,65 @@ def test_load_images_gives_one_batch_and_one_error_per_source(tmp_path):
     np.testing.assert_array_equal(photos[1], load_image(IMAGES / "chelsea.png", size=(32, 48), dtype="uint8"))
     assert errors[0] is None and errors[2] is None and "broken.png" in errors[1]
     assert load_images([broken], size=32) == (None, [errors[1]])
+
+
+def test_edit_keeps_its_light_edits():
+    from helpers import edit
+
+    assert edit(IMAGES / "coffee.png", keep=0.5, scale=0.5).size == (150, 100)
+    np.testing.assert_array_equal(np.asarray(edit(IMAGES / "coffee.png")), load_image(IMAGES / "coffee.png"))
+
+
+def test_edit_crops_where_position_says():
+    from helpers import edit
+
+    photo = load_image(IMAGES / "coffee.png")  # 400 x 600
+    for position, (top, left) in {(0, 0): (0, 0), (1, 1): (200, 300), (0.5, 0.5): (100, 150)}.items():
+        crop = np.asarray(edit(IMAGES / "coffee.png", keep=0.5, position=position))
+        np.testing.assert_array_equal(crop, photo[top:top + 200, left:left + 300])
+
+
+def test_edit_rotate_grayscale_caption_watermark():
+    from helpers import edit
+
+    turned = edit(IMAGES / "coffee.png", rotate=10)
+    assert 0.7 < turned.width / 600 < 0.9 and abs(turned.width / turned.height - 1.5) < 0.02
+    assert np.asarray(turned)[[0, -1]][:, [0, -1]].min() > 0  # no empty corner left by the turn
+    gray = np.asarray(edit(IMAGES / "coffee.png", grayscale=True)).astype(int)
+    assert gray.shape == (400, 600, 3) and (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    captioned = np.asarray(edit(IMAGES / "coffee.png", caption="hello"))
+    assert captioned.shape == (466, 600, 3) and captioned[400:].min() == 0 and captioned[400:, -1].min() == 255
+    marked = np.asarray(edit(IMAGES / "coffee.png", watermark="hello")).astype(int)
+    changed = np.abs(marked - load_image(IMAGES / "coffee.png")).sum(axis=-1) > 0
+    assert marked.shape == (400, 600, 3) and changed[150:250].mean() > 0.05 and not changed[:50].any()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"keep": 0}, "keep must be in"), ({"scale": -1}, "scale must be positive"), ({"rotate": 90}, "rotate must be in"),
+    ({"position": (0.5, 2)}, "position must be"), ({"jpeg_quality": 0}, "jpeg_quality must be in")])
+def test_edit_names_the_bad_argument(arguments, message):
+    from helpers import edit
+
+    with pytest.raises(ValueError, match=message):
+        edit(IMAGES / "coffee.png", **arguments)
+
+
+def test_heavy_edits_are_varied_seeded_and_labelled():
+    from helpers.images import HEAVY_EDIT_KINDS, heavy_copies, heavy_edit
+
+    drawn = [heavy_edit("crop", np.random.default_rng(0)) for _ in range(2)]
+    assert drawn[0] == drawn[1] and 0.55 <= drawn[0]["keep"] <= 0.65
+    rng = np.random.default_rng(0)
+    crops = [heavy_edit("crop", rng) for _ in range(20)]
+    assert len({c["position"] for c in crops}) == 20
+    angles = [heavy_edit("rotate", rng)["rotate"] for _ in range(50)]
+    assert all(3 <= abs(a) <= 10 for a in angles) and min(angles) < 0 < max(angles)
+    assert all(len(heavy_edit("combo", rng)) >= 3 for _ in range(10))  # two or three edits and a JPEG quality
+    with pytest.raises(ValueError, match="kind must be one of crop"):
+        heavy_edit("blur", rng)
+    files = [IMAGES / "coffee.png", IMAGES / "chelsea.png"]
+    sources, photo_ids, kinds = heavy_copies(files, seed=3)
+    assert len(sources) == len(photo_ids) == len(kinds) == 2 * (1 + 2 + len(HEAVY_EDIT_KINDS))
+    assert kinds[:6] == ["original"] * 2 + ["light"] * 4 and kinds[-1] == "combo" and photo_ids[-1] == 1
+    again, _, _ = heavy_copies(files, seed=3)
+    np.testing.assert_array_equal(np.asarray(sources[-1]), np.asarray(again[-1]))

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from helpers import ImageLoadError, SimilarityIndex, extract_features, find_near_duplicates, list_images
-from support import IMAGES, ROOT
+from helpers.similarity import normalize
+from support import IMAGES, ROOT, check_models
 
 needs_faiss = pytest.mark.skipif(importlib.util.find_spec("faiss") is None,
                                  reason='faiss-cpu is not installed (the scale extra): pip install -e ".[scale]"')
@@ -109,7 +110,35 @@ def test_approximate_index_recall_grows_with_the_lists_it_scans(kind):
 
 
 @needs_faiss
-@pytest.mark.parametrize("kind", ["exact", "ivf"])
+def test_the_recommended_approximate_index_rescores_a_short_list_exactly():
+    import faiss
+
+    from helpers.scale import REFINE_FACTOR, build_index, default_nlist, recall_at_k
+
+    rng = np.random.default_rng(0)
+    gallery = _clustered(5000, width=300, clusters=100)
+    queries = gallery[:50] + 0.3 * rng.normal(size=(50, 300)).astype(np.float32)
+    names = [str(i) for i in range(len(gallery))]
+    exact = build_index(gallery, names)
+    approximate = build_index(gallery, names, kind="approximate", nprobe=1)
+    assert approximate.nlist == default_nlist(5000, per_sqrt_n=4) == 128 and exact.nlist is None
+    pca = faiss.downcast_index(faiss.downcast_index(approximate.index).base_index)
+    assert faiss.downcast_VectorTransform(pca.chain.at(0)).d_out == 256  # 300 numbers cut to their 256 main directions
+    assert faiss.downcast_index(approximate.index).k_factor == REFINE_FACTOR
+    recalls = {}
+    for nprobe in [1, 8, 128]:
+        approximate.nprobe = nprobe
+        recalls[nprobe] = recall_at_k(approximate, exact, queries, k=10)
+    assert recalls[1] < recalls[8] <= recalls[128] and recalls[128] >= 0.99
+    # What it finds scores as the exact index scores it: re-scored on the full vectors.
+    scores, ids = approximate.search_ids(queries, 10)
+    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", normalize(queries), normalize(gallery)[ids]), atol=1e-5)
+    with pytest.raises(ValueError, match="an exact index scans every vector"):
+        exact.nprobe = 2
+
+
+@needs_faiss
+@pytest.mark.parametrize("kind", ["exact", "ivf", "approximate"])
 def test_near_duplicates_by_range_search_equal_the_blockwise_ones(kind):
     from helpers.scale import build_index
 
@@ -119,7 +148,7 @@ def test_near_duplicates_by_range_search_equal_the_blockwise_ones(kind):
     gallery[250] = gallery[5]  # an exact copy: a third member of one pair's group
     names = [f"img{i}" for i in range(len(gallery))]
     index = build_index(gallery, names, kind=kind, nlist=4)
-    if kind == "ivf":
+    if kind != "exact":
         index.nprobe = 4  # every list: nothing can be missed
     found = index.near_duplicates(0.8)
     expected = find_near_duplicates(gallery, 0.8, names)
@@ -136,7 +165,7 @@ def test_saved_index_answers_the_same_after_loading(tmp_path):
 
     gallery = _clustered(400)
     names = [f"photo {i}.jpg" for i in range(len(gallery))]
-    for kind in ["exact", "ivf"]:
+    for kind in ["exact", "ivf", "approximate"]:
         index = build_index(gallery, names, kind=kind, nlist=8, nprobe=2)
         index.save(tmp_path / kind)
         loaded = load_index(tmp_path / kind)
@@ -161,6 +190,7 @@ def test_search_by_image_path(lite0_headless, tiny_net):
 
 
 @needs_ray
+@check_models
 def test_ray_extraction_gives_the_vectors_of_extract_features(lite0_headless, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

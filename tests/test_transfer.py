@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from helpers import available_models, extract_features, model_spec
 from helpers.datasets import load_labeled_images
 from helpers.transfer import base_model, build_classifier, fine_tune, preprocessing_layer, train_head
-from support import architecture, other_models
+from support import architecture, check_models
 
 FASHION_TOPS = Path(__file__).parents[1] / "images" / "fashion_tops"
 # Chance is 1/3 for the three tops. Measured on the 120 test photos with Lite0 (notebook 06): logistic
@@ -199,7 +199,7 @@ def test_fine_tuning_lite0_trains_its_last_block_and_head_conv_only_and_reloads(
 
 # make test fine-tunes Lite0 and InceptionV3 (four tensors cross its cut); check-models every other model.
 @pytest.mark.parametrize("name", [name if name in ("efficientnet_lite0", "inception_v3")
-                                  else pytest.param(name, marks=other_models) for name in available_models()])
+                                  else pytest.param(name, marks=check_models) for name in available_models()])
 def test_fine_tune_defaults_to_the_registry_layer_for_every_model(name):
     net = architecture(name)  # the architecture only: offline; build_classifier copies it
     model = build_classifier(net, num_classes=2)
