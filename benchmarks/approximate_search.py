@@ -1,6 +1,6 @@
 """Approximate search at a million vectors: recall@10 against CPU time per query, per FAISS index.
 
-    python benchmarks/approximate_search.py [--vectors N] [--queries Q] [--shapes ...] [--indexes ...]
+    python benchmarks/approximate_search.py [--vectors N] [--queries Q] [--shapes ...] [--indexes ...] [--append]
 
 Three sets of --vectors 1280-d float32 vectors and --queries held-out queries: "groups" and
 "subspace" are the synthetic sets of benchmarks/scale_out.py (100 vectors around each random
@@ -160,13 +160,16 @@ def main() -> None:
                         default=["real", "groups", "subspace"])
     parser.add_argument("--indexes", nargs="*", choices=list(INDEXES), default=list(INDEXES))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "approximate_search.csv")
+    parser.add_argument("--append", action="store_true", help="add the rows to --out instead of replacing it")
     parser.add_argument("--real-cache", type=Path, default=Path(tempfile.gettempdir()) / "dev_views_lite0.npz")
     args = parser.parse_args()
     fields = ["shape", "index", "factory", "parameter", "value", "k_factor", "cpu_ms", "recall_at_10", "build_s",
               "memory_gib", "vectors"]
-    out = open(args.out, "w", newline="")
+    append = args.append and args.out.is_file()
+    out = open(args.out, "a" if append else "w", newline="")
     writer = csv.DictWriter(out, fieldnames=fields)
-    writer.writeheader()
+    if not append:
+        writer.writeheader()
     print(f"{len(os.sched_getaffinity(0))} cores; builds on all of them, searches on one thread", flush=True)
     for shape in args.shapes:
         with tempfile.TemporaryDirectory() as folder:

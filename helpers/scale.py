@@ -375,9 +375,10 @@ class FaissIndex:
 
         Each block of stored vectors asks the index for everything within the
         threshold (FAISS range search; kind "approximate": each item's 32 nearest,
-        re-scored exactly, since a range through its PCA is not a cosine), so memory
-        holds the pairs found, never an N x N matrix. On an approximate index a pair
-        whose two items sit in lists that are not probed can be missed.
+        re-scored exactly, since a range through its PCA is not a cosine, so an item
+        with more than 32 near-duplicates keeps 32), so memory holds the pairs found,
+        never an N x N matrix. On an approximate index a pair whose two items sit in
+        lists that are not probed can be missed.
 
         Args:
             threshold: the least similarity of a pair, for example
@@ -445,8 +446,10 @@ def build_index(features, names: Sequence[str] | None = None, kind: str = "exact
             ``SimilarityIndex``); "ivf" (``IndexIVFFlat``: vectors sorted into
             ``nlist`` lists by k-means, a query scans the ``nprobe`` nearest lists);
             "ivf_sq8" (the same with 1 byte per number instead of 4); "approximate",
-            the one to use at scale: "ivf" with four times the lists, each query
-            finding its nearest list centres through a graph of them (HNSW).
+            the one to use at scale on grouped vectors such as photos' features: the
+            vectors cut to their 256 main directions (PCA) for an IVF index of about
+            4 sqrt(N) lists, and the best 16 x top candidates re-scored exactly on the
+            full vectors (no PCA for 256 vectors or fewer).
         nlist: lists of an IVF index; None is ``default_nlist(N)``, about sqrt(N)
             (four times that for "approximate").
         nprobe: lists a query scans (change it later with ``index.nprobe``).
@@ -484,8 +487,9 @@ def _trained_ivf(faiss, vectors: np.ndarray, kind: str, nlist: int | None, nprob
     chosen = default_nlist(n, LISTS_PER_SQRT_N if kind == "approximate" else 1) if nlist is None else nlist
     if not 1 <= chosen <= n:
         raise ValueError(f"nlist must be 1 to the number of vectors ({n}), got {chosen}")
-    # PCA learns its directions from the vectors: with PCA_WIDTH of them or fewer, there is nothing to cut.
-    pca = f"PCA{PCA_WIDTH}," if min(n, width) > PCA_WIDTH else ""
+    sample = np.random.default_rng(0).permutation(n)[:TRAIN_POINTS_PER_LIST * chosen]
+    # PCA learns its directions from the training sample: with PCA_WIDTH vectors or fewer, nothing to cut.
+    pca = f"PCA{PCA_WIDTH}," if min(len(sample), width) > PCA_WIDTH else ""
     factory = {"ivf": f"IVF{chosen},Flat", "ivf_sq8": f"IVF{chosen},SQ8",
                "approximate": f"{pca}IVF{chosen},Flat,RFlat"}[kind]
     index = faiss.index_factory(width, factory, faiss.METRIC_INNER_PRODUCT)
@@ -493,7 +497,6 @@ def _trained_ivf(faiss, vectors: np.ndarray, kind: str, nlist: int | None, nprob
     # No "please provide at least" notice: default_nlist leaves 39 vectors a list wherever there are that
     # many, and a caller who picks nlist knows the sample is small.
     ivf.cp.min_points_per_centroid = 1
-    sample = np.random.default_rng(0).permutation(n)[:TRAIN_POINTS_PER_LIST * chosen]
     index.train(normalize(vectors[np.sort(sample)]))
     ivf.nprobe = min(nprobe, chosen)
     if kind == "approximate":

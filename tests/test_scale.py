@@ -163,13 +163,20 @@ def test_near_duplicates_by_range_search_equal_the_blockwise_ones(kind):
 def test_saved_index_answers_the_same_after_loading(tmp_path):
     from helpers.scale import build_index, load_index
 
-    gallery = _clustered(400)
+    gallery = _clustered(400, width=300)  # wider than PCA_WIDTH: "approximate" saves its PCA and re-scoring
     names = [f"photo {i}.jpg" for i in range(len(gallery))]
     for kind in ["exact", "ivf", "approximate"]:
-        index = build_index(gallery, names, kind=kind, nlist=8, nprobe=2)
+        index = build_index(gallery, names, kind=kind, nlist=8, nprobe=2)  # 8 lists: 400 vectors train the PCA
         index.save(tmp_path / kind)
         loaded = load_index(tmp_path / kind)
-        assert (loaded.kind, loaded.nprobe, len(loaded)) == (kind, index.nprobe, 400)
+        assert (loaded.kind, loaded.nlist, loaded.nprobe, len(loaded)) == (kind, index.nlist, index.nprobe, 400)
+        assert type(loaded.index) is type(index.index)
+        if kind == "approximate":
+            import faiss
+
+            assert faiss.downcast_index(loaded.index).k_factor == faiss.downcast_index(index.index).k_factor == 16
+            assert isinstance(faiss.downcast_index(faiss.downcast_index(loaded.index).base_index),
+                              faiss.IndexPreTransform)
         assert loaded.search(gallery[:5], top=5) == index.search(gallery[:5], top=5)
     with pytest.raises(FileNotFoundError, match="FaissIndex.save"):
         load_index(tmp_path / "nothing")
