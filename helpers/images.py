@@ -276,7 +276,8 @@ def edit(source: ImageSource, mirror: bool = False, keep: float = 1.0, brightnes
         image = _straighten(image, rotate)
     if keep < 1:
         w, h = round(image.width * keep), round(image.height * keep)
-        left, top = round((image.width - w) * position[0]), round((image.height - h) * position[1])
+        # Rounded down, as the centred crop always was: the registry's thresholds were calibrated on it.
+        left, top = math.floor((image.width - w) * position[0]), math.floor((image.height - h) * position[1])
         image = image.crop((left, top, left + w, top + h))
     if grayscale:
         image = image.convert("L").convert("RGB")
