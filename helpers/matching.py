@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from .images import ImageLoadError, ImageSource, load_image
-from .similarity import SCORES_BYTES, check_threshold, check_vectors, find_near_duplicates, normalize
+from .similarity import SimilarityIndex, check_threshold, check_vectors, find_near_duplicates, normalize
 
 MAX_SIDE = 400  # each photo is resized so that its longer side has this many pixels
 MAX_POINTS = 1000  # keypoints kept per photo, the strongest first
@@ -185,18 +185,12 @@ def nearest_candidates(unit: np.ndarray, top: int = CANDIDATES) -> set[tuple[int
     >>> sorted(nearest_candidates(np.array([[1, 0], [0.9, 0.1], [0, 1]]), top=1))
     [(0, 1), (1, 2)]
     """
-    top = min(top, len(unit) - 1)
-    if top < 1:
+    if len(unit) < 2:
         return set()
-    pairs: set[tuple[int, int]] = set()
-    block = max(1, SCORES_BYTES // (4 * len(unit)))
-    for start in range(0, len(unit), block):
-        scores = unit[start:start + block] @ unit.T
-        rows = np.arange(len(scores))
-        scores[rows, start + rows] = -np.inf  # not itself
-        best = np.argpartition(-scores, top - 1, axis=1)[:, :top]
-        pairs.update((min(start + r, int(c)), max(start + r, int(c))) for r, row in enumerate(best) for c in row)
-    return pairs
+    # SimilarityIndex's blockwise top k, with row numbers for names; each row also finds itself.
+    found = SimilarityIndex(unit, [str(i) for i in range(len(unit))]).search(unit, top=top + 1)
+    nearest = [[int(name) for name, _ in row if int(name) != i][:top] for i, row in enumerate(found)]
+    return {(min(i, j), max(i, j)) for i, row in enumerate(nearest) for j in row}
 
 
 def find_edited_copies(features, threshold: float | None, floor: float | None, names: Sequence[str] | None = None,
